@@ -1,0 +1,1 @@
+"""Registers every driver's config dataclass by name without importing any hardware SDK."""

@@ -1,0 +1,187 @@
+"""The cell config: everything about one robot cell, real or simulated, in one YAML file.
+
+A cell has a robot *model* (kinematics and geometry, used by the twin whether or not the arm is
+real), an arm *driver* (``sim`` or a hardware type), cameras (pose and intrinsics, rendered by the
+twin or read from hardware), a scene (table, objects, lights), the control rate and the safety
+limits. ``configs/cells/sim_panda.yaml`` is the reference example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from robolearn.config import ChoiceBase, ChoiceRegistry, ConfigError, load_config
+
+
+@dataclass
+class RobotModelConfig:
+    """Robot kinematics for the twin: a built-in model or any MJCF file.
+
+    model: a built-in name (``panda``) or ``mjcf`` to load ``mjcf_path`` (e.g. a Menagerie checkout).
+    ee_site: with ``mjcf``, the site at the tool centre point. joint_names: with ``mjcf``, the arm
+    joints in order; gripper_actuator: the actuator driving the fingers.
+    """
+
+    model: str = "panda"
+    base_pos_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    base_yaw_rad: float = 0.0
+    home_q_rad: tuple[float, ...] = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
+    mjcf_path: Path | None = None
+    ee_site: str = "tcp"
+    joint_names: tuple[str, ...] = ()
+    gripper_actuator: str = ""
+
+
+@dataclass
+class ArmConfig(ChoiceBase):
+    """The arm driver. ``type: sim`` runs the twin's arm; hardware types live in ``drivers/``."""
+
+    registry = ChoiceRegistry("arm")
+
+
+@dataclass
+class CameraConfig(ChoiceBase):
+    """A camera: its name, stream size and rate, and its pose in the cell.
+
+    pos_m / look_at_m: the camera's position and the point it looks at, in the cell frame, or, with
+    ``mount: wrist``, in the end-effector frame. fov_y_deg sets the intrinsics of a simulated camera;
+    hardware cameras report their own and use the pose as extrinsics.
+    """
+
+    registry = ChoiceRegistry("camera")
+
+    name: str = "front"
+    width_px: int = 128
+    height_px: int = 128
+    fps: float = 30.0
+    depth: bool = True
+    mount: str = "world"
+    pos_m: tuple[float, float, float] = (1.2, 0.0, 0.6)
+    look_at_m: tuple[float, float, float] = (0.5, 0.0, 0.0)
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    fov_y_deg: float = 45.0
+
+    def __post_init__(self) -> None:
+        if self.mount not in ("world", "wrist"):
+            raise ValueError(f"mount must be 'world' or 'wrist', got {self.mount!r}")
+        if self.width_px <= 0 or self.height_px <= 0:
+            raise ValueError(f"resolution must be positive, got {self.width_px}x{self.height_px}")
+
+
+@dataclass
+class TeleopConfig(ChoiceBase):
+    """A teleop device or scripted operator."""
+
+    registry = ChoiceRegistry("teleop")
+
+
+@dataclass
+class TableConfig:
+    """A box table; its top surface is at ``height_m``."""
+
+    size_m: tuple[float, float] = (1.0, 1.2)
+    center_m: tuple[float, float] = (0.5, 0.0)
+    height_m: float = 0.0
+    rgba: tuple[float, float, float, float] = (0.55, 0.45, 0.35, 1.0)
+
+
+@dataclass
+class ObjectConfig:
+    """A free rigid object resting on the table.
+
+    shape: ``box`` (size_m = half extents), ``sphere`` (size_m[0] = radius) or ``cylinder``
+    (radius, half height).
+    """
+
+    name: str = "cube"
+    shape: str = "box"
+    size_m: tuple[float, ...] = (0.02, 0.02, 0.02)
+    pos_m: tuple[float, float, float] = (0.5, 0.0, 0.02)
+    mass_kg: float = 0.05
+    friction: float = 1.0
+    rgba: tuple[float, float, float, float] = (0.85, 0.2, 0.2, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.shape not in ("box", "sphere", "cylinder"):
+            raise ValueError(f"shape must be box, sphere or cylinder, got {self.shape!r}")
+
+
+@dataclass
+class LightConfig:
+    pos_m: tuple[float, float, float] = (0.5, 0.0, 2.0)
+    dir: tuple[float, float, float] = (0.0, 0.0, -1.0)
+    diffuse: tuple[float, float, float] = (0.7, 0.7, 0.7)
+    directional: bool = False
+
+
+@dataclass
+class SafetyConfig:
+    """Limits the SafetyFilter enforces on every command, real or sim.
+
+    workspace_*_m: the box the end-effector target must stay in (cell frame). max_step_m /
+    max_rot_step_rad: caps per control step. joint_margin_rad: distance kept from joint limits.
+    max_joint_vel_rad_s: joint speed cap. command_timeout_s / frame_timeout_s: the watchdog holds
+    the arm when commands or camera frames are older than these.
+    """
+
+    workspace_min_m: tuple[float, float, float] = (0.25, -0.35, 0.0)
+    workspace_max_m: tuple[float, float, float] = (0.75, 0.35, 0.45)
+    max_step_m: float = 0.03
+    max_rot_step_rad: float = 0.15
+    joint_margin_rad: float = 0.05
+    max_joint_vel_rad_s: float = 2.0
+    command_timeout_s: float = 0.5
+    frame_timeout_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if any(lo >= hi for lo, hi in zip(self.workspace_min_m, self.workspace_max_m)):
+            raise ValueError(
+                f"workspace_min_m {self.workspace_min_m} must be below workspace_max_m {self.workspace_max_m} on every axis"
+            )
+        if self.max_step_m <= 0 or self.max_rot_step_rad <= 0:
+            raise ValueError("max_step_m and max_rot_step_rad must be positive")
+
+
+@dataclass
+class CellConfig:
+    """One robot cell. ``control_hz`` is the rate of env steps and policy actions."""
+
+    name: str = "cell"
+    control_hz: float = 10.0
+    robot: RobotModelConfig = field(default_factory=RobotModelConfig)
+    arm: ArmConfig | None = None
+    cameras: list[CameraConfig] = field(default_factory=list)
+    teleop: TeleopConfig | None = None
+    table: TableConfig = field(default_factory=TableConfig)
+    objects: list[ObjectConfig] = field(default_factory=list)
+    lights: list[LightConfig] = field(default_factory=lambda: [LightConfig()])
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    source_path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.control_hz <= 0:
+            raise ValueError(f"control_hz must be positive, got {self.control_hz}")
+        names = [c.name for c in self.cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera names must be unique, got {names}")
+
+    @property
+    def control_dt_s(self) -> float:
+        return 1.0 / self.control_hz
+
+
+def load_cell(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> CellConfig:
+    """Load and validate a cell YAML. Raises ConfigError naming the file and key on any problem."""
+    cell = load_config(CellConfig, path, overrides)
+    if cell.arm is None:
+        raise ConfigError(str(path), "arm", f"missing; set arm.type to one of: {', '.join(ArmConfig.registry.names())}")
+    cell.source_path = str(path)
+    return cell
+
+
+# Modules that register arm, camera and teleop types; imported on first lookup so that no
+# hardware SDK is imported at startup (driver config modules import no SDK).
+for _registry in (ArmConfig.registry, CameraConfig.registry, TeleopConfig.registry):
+    _registry.add_lazy_module("robolearn.sim.configs")
+    _registry.add_lazy_module("robolearn.drivers.configs")

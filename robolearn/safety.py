@@ -1,0 +1,152 @@
+"""The one SafetyFilter between every command source and every arm, real or simulated.
+
+It is a pure function of the command and the arm's state, so the twin enforces exactly what the
+real cell will: a twin score reflects what will actually run (DESIGN.md, "Safety").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from robolearn.cell import SafetyConfig
+from robolearn.interfaces import EEDeltaCommand, Violation
+
+KINDS = (
+    "nan",
+    "max_step",
+    "max_rotation",
+    "workspace",
+    "gripper_range",
+    "joint_limit",
+    "joint_velocity",
+    "stale_command",
+    "stale_frame",
+)
+
+
+def _fmt(vector: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in np.asarray(vector, dtype=float)) + "]"
+
+
+@dataclass
+class SafetyFilter:
+    """Clips end-effector and joint commands to the cell's limits and reports every clip.
+
+    joint_lower_rad / joint_upper_rad: ``(n_joints,)`` hard limits of the arm (the filter keeps
+    ``joint_margin_rad`` away from them); None when only end-effector commands are filtered.
+    """
+
+    config: SafetyConfig
+    joint_lower_rad: np.ndarray | None = None
+    joint_upper_rad: np.ndarray | None = None
+
+    def filter_ee_delta(
+        self, command: EEDeltaCommand, target_pos_m: np.ndarray
+    ) -> tuple[EEDeltaCommand, list[Violation]]:
+        """Make ``command`` safe to apply to an end-effector target at ``target_pos_m`` ``(3,)``.
+
+        A command with any NaN or inf is rejected whole: it becomes a hold (zero motion, gripper
+        unchanged, reported as ``nan``). Otherwise translation is scaled to ``max_step_m``, rotation
+        to ``max_rot_step_rad``, the gripper clipped to [0, 1], and the resulting target is clipped into
+        the workspace box.
+        """
+        violations: list[Violation] = []
+        raw = np.concatenate([command.translation_m, command.rotation_rad, [command.gripper_closed]])
+        finite = np.isfinite(raw)
+        gripper_is_hold = np.isnan(command.gripper_closed) and np.all(finite[:6])
+        if not np.all(finite[:6]) or (not finite[6] and not gripper_is_hold):
+            violations.append(Violation("nan", f"non-finite command {_fmt(raw)} rejected; holding"))
+            return EEDeltaCommand.hold(), violations
+
+        translation = np.asarray(command.translation_m, dtype=np.float64).copy()
+        step = float(np.linalg.norm(translation))
+        if step > self.config.max_step_m:
+            translation *= self.config.max_step_m / step
+            violations.append(
+                Violation("max_step", f"translation {step:.4f} m scaled to max_step_m {self.config.max_step_m:.4f}")
+            )
+
+        rotation = np.asarray(command.rotation_rad, dtype=np.float64).copy()
+        angle = float(np.linalg.norm(rotation))
+        if angle > self.config.max_rot_step_rad:
+            rotation *= self.config.max_rot_step_rad / angle
+            violations.append(
+                Violation(
+                    "max_rotation",
+                    f"rotation {angle:.4f} rad scaled to max_rot_step_rad {self.config.max_rot_step_rad:.4f}",
+                )
+            )
+
+        lower = np.asarray(self.config.workspace_min_m, dtype=np.float64)
+        upper = np.asarray(self.config.workspace_max_m, dtype=np.float64)
+        target = np.asarray(target_pos_m, dtype=np.float64) + translation
+        clipped = np.clip(target, lower, upper)
+        if not np.allclose(clipped, target, atol=1e-12):
+            violations.append(
+                Violation("workspace", f"target {_fmt(target)} m clipped into box {_fmt(lower)}..{_fmt(upper)}")
+            )
+            translation = clipped - np.asarray(target_pos_m, dtype=np.float64)
+
+        gripper = command.gripper_closed
+        if not gripper_is_hold and not 0.0 <= gripper <= 1.0:
+            violations.append(Violation("gripper_range", f"gripper {gripper:.3f} clipped to [0, 1]"))
+            gripper = float(np.clip(gripper, 0.0, 1.0))
+        return EEDeltaCommand(translation, rotation, gripper), violations
+
+    def filter_joint_target(
+        self, q_target_rad: np.ndarray, q_now_rad: np.ndarray, dt_s: float
+    ) -> tuple[np.ndarray, list[Violation]]:
+        """Make a joint position target ``(n_joints,)`` safe: finite, within limits less the margin,
+        and reachable from ``q_now_rad`` at ``max_joint_vel_rad_s`` within ``dt_s``. A non-finite
+        target is rejected (returns ``q_now_rad``)."""
+        violations: list[Violation] = []
+        q_now = np.asarray(q_now_rad, dtype=np.float64)
+        target = np.asarray(q_target_rad, dtype=np.float64)
+        if not np.all(np.isfinite(target)):
+            violations.append(Violation("nan", f"non-finite joint target {_fmt(target)} rejected; holding"))
+            return q_now.copy(), violations
+        if self.joint_lower_rad is not None and self.joint_upper_rad is not None:
+            margin = self.config.joint_margin_rad
+            lo, hi = self.joint_lower_rad + margin, self.joint_upper_rad - margin
+            limited = np.clip(target, lo, hi)
+            if not np.allclose(limited, target, atol=1e-12):
+                joints = np.flatnonzero(~np.isclose(limited, target, atol=1e-12)).tolist()
+                violations.append(Violation("joint_limit", f"joints {joints} clipped into limits less {margin} rad"))
+                target = limited
+        max_delta = self.config.max_joint_vel_rad_s * dt_s
+        delta = target - q_now
+        if np.any(np.abs(delta) > max_delta):
+            violations.append(
+                Violation(
+                    "joint_velocity",
+                    f"joint step {np.abs(delta).max():.4f} rad exceeds {max_delta:.4f} rad "
+                    f"({self.config.max_joint_vel_rad_s} rad/s for {dt_s:.3f} s); clipped",
+                )
+            )
+            target = q_now + np.clip(delta, -max_delta, max_delta)
+        return target, violations
+
+
+class Watchdog:
+    """Reports when the last fed event (a command, a frame) is older than ``timeout_s``."""
+
+    def __init__(self, timeout_s: float, kind: str = "stale_command"):
+        self.timeout_ns = int(timeout_s * 1e9)
+        self.kind = kind
+        self.last_ns: int | None = None
+
+    def feed(self, stamp_ns: int) -> None:
+        self.last_ns = stamp_ns
+
+    def check(self, now_ns: int) -> Violation | None:
+        """A violation when nothing was fed yet or the last event is too old, else None."""
+        if self.last_ns is None:
+            return Violation(self.kind, "nothing received yet; holding")
+        age_ns = now_ns - self.last_ns
+        if age_ns > self.timeout_ns:
+            return Violation(
+                self.kind, f"last event {age_ns / 1e6:.0f} ms old exceeds timeout {self.timeout_ns / 1e6:.0f} ms; holding"
+            )
+        return None

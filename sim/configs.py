@@ -1,0 +1,1 @@
+"""Registers the twin's arm, camera and teleop config types (``type: sim``, ``type: expert``)."""
