@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from robolearn.config import ChoiceBase, ChoiceRegistry, ConfigError, load_config
 
@@ -33,11 +34,20 @@ class RobotModelConfig:
     gripper_actuator: str = ""
 
 
+if TYPE_CHECKING:
+    from robolearn.interfaces import Arm, Camera, Teleop
+
+
 @dataclass
 class ArmConfig(ChoiceBase):
     """The arm driver. ``type: sim`` runs the twin's arm; hardware types live in ``drivers/``."""
 
     registry = ChoiceRegistry("arm")
+
+    def create(self, cell: CellConfig, twin: Any = None) -> Arm:
+        """The driver for this config (not yet connected). ``twin``: the cell's ``robolearn.sim.Twin``,
+        needed by simulated devices, ignored by hardware."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement create()")
 
 
 @dataclass
@@ -62,6 +72,10 @@ class CameraConfig(ChoiceBase):
     up: tuple[float, float, float] = (0.0, 0.0, 1.0)
     fov_y_deg: float = 45.0
 
+    def create(self, cell: CellConfig, twin: Any = None) -> Camera:
+        """The driver for this camera (not yet connected); see ``ArmConfig.create``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement create()")
+
     def __post_init__(self) -> None:
         if self.mount not in ("world", "wrist"):
             raise ValueError(f"mount must be 'world' or 'wrist', got {self.mount!r}")
@@ -74,6 +88,10 @@ class TeleopConfig(ChoiceBase):
     """A teleop device or scripted operator."""
 
     registry = ChoiceRegistry("teleop")
+
+    def create(self, cell: CellConfig, twin: Any = None) -> Teleop:
+        """The device for this config (not yet connected); see ``ArmConfig.create``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement create()")
 
 
 @dataclass

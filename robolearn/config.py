@@ -126,10 +126,11 @@ def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        options = [arg for arg in args if arg is not type(None)]
+        if len(options) == 1:
+            return _convert(value, options[0], source, key)
         errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        for arg in options:
             try:
                 return _convert(value, arg, source, key)
             except ConfigError as err:

@@ -208,3 +208,31 @@ class Teleop(Protocol):
     def read(self) -> TeleopCommand: ...
 
     def disconnect(self) -> None: ...
+
+
+Observation = dict[str, np.ndarray]
+"""One env observation (no batch dimension). Keys (see ``robolearn.env``):
+``state`` ``(D,) float32`` proprioception (``ArmState.proprio``); ``object_state`` ``(K,) float32``
+privileged object poses (twin only); ``rgb_<camera>`` ``(H, W, 3) uint8``;
+``depth_<camera>`` ``(H, W) float32`` metres."""
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Maps observations to env actions in [-1, 1]. Checkpoints are a directory with
+    ``model.safetensors`` and ``config.json``."""
+
+    def reset(self) -> None:
+        """Clear any per-episode state (observation history, action chunk queue)."""
+        ...
+
+    def act(self, obs: Observation) -> np.ndarray:
+        """One action ``(A,) float32`` for a single (unbatched) observation."""
+        ...
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    """Scores an observation: ``(reward, success_prob)``; success_prob in [0, 1]."""
+
+    def __call__(self, obs: Observation) -> tuple[float, float]: ...

@@ -1,1 +1,58 @@
 """Registers the twin's arm, camera and teleop config types (``type: sim``, ``type: expert``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from robolearn.cell import ArmConfig, CameraConfig, CellConfig, TeleopConfig
+
+
+def _require_twin(twin: Any, what: str) -> Any:
+    if twin is None:
+        raise ValueError(f"a simulated {what} needs the cell's twin: pass twin=robolearn.sim.Twin(cell)")
+    return twin
+
+
+@ArmConfig.register("sim")
+@dataclass
+class SimArmConfig(ArmConfig):
+    """The twin's arm: Cartesian impedance tracking of end-effector targets on MuJoCo physics.
+
+    physics_hz: physics rate (≥ 500). stiffness_n_m / stiffness_nm_rad: Cartesian stiffness of the
+    task-space controller; damping is critical for a unit mass.
+    """
+
+    physics_hz: float = 500.0
+    stiffness_n_m: float = 600.0
+    stiffness_nm_rad: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.physics_hz < 500:
+            raise ValueError(f"physics_hz must be at least 500, got {self.physics_hz}")
+
+    def create(self, cell: CellConfig, twin: Any = None) -> Any:
+        return _require_twin(twin, "arm").arm
+
+
+@CameraConfig.register("sim")
+@dataclass
+class SimCameraConfig(CameraConfig):
+    """A camera rendered by the twin with the configured pose and vertical field of view."""
+
+    def create(self, cell: CellConfig, twin: Any = None) -> Any:
+        return _require_twin(twin, "camera").cameras[self.name]
+
+
+@TeleopConfig.register("expert")
+@dataclass
+class ExpertTeleopConfig(TeleopConfig):
+    """The task's scripted expert, as a teleop device. noise_scale: std of Gaussian action noise
+    as a fraction of the action range."""
+
+    noise_scale: float = 0.0
+
+    def create(self, cell: CellConfig, twin: Any = None) -> Any:
+        from robolearn.sim.experts import make_expert
+
+        return make_expert(_require_twin(twin, "expert"), noise_scale=self.noise_scale)

@@ -1,7 +1,7 @@
 """The ``robolearn`` console script: a thin dispatcher over one module per command group.
 
-Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, adding its sub-commands with
-``set_defaults(func=...)``. Commands that produce results take ``--json`` and then print one JSON
+Every module ``robolearn/cli/*_cmd.py`` exposes ``register(subparsers)``, adding its sub-commands
+with ``set_defaults(func=...)``; adding a command group is adding one such module. Commands that produce results take ``--json`` and then print one JSON
 object as their last line (``robolearn.cli.common.emit``).
 """
 
@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
 from robolearn import __version__
 from robolearn.config import ConfigError
 
-COMMAND_MODULES = (
-    "robolearn.cli.cell_cmd",
-)
+
+
+def command_modules() -> list[str]:
+    """The CLI modules, found by their ``_cmd`` suffix so command groups never edit this file."""
+    import robolearn.cli as package
+
+    names = (m.name for m in pkgutil.iter_modules(package.__path__) if m.name.endswith("_cmd"))
+    return [f"robolearn.cli.{name}" for name in sorted(names)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"robolearn {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMAND_MODULES:
+    for module in command_modules():
         importlib.import_module(module).register(subparsers)
     return parser
 
