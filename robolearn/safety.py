@@ -26,6 +26,9 @@ KINDS = (
 )
 
 
+ABSURD = 1e3
+
+
 def _fmt(vector: np.ndarray) -> str:
     return "[" + ", ".join(f"{v:.3f}" for v in np.asarray(vector, dtype=float)) + "]"
 
@@ -60,7 +63,8 @@ class SafetyFilter:
             violations.append(Violation("nan", f"non-finite command {_fmt(raw)} rejected; holding"))
             return EEDeltaCommand.hold(), violations
 
-        translation = np.asarray(command.translation_m, dtype=np.float64).copy()
+        # Components beyond ±1 km/rad are garbage either way; bounding them keeps the norms finite.
+        translation = np.clip(np.asarray(command.translation_m, dtype=np.float64), -ABSURD, ABSURD)
         step = float(np.linalg.norm(translation))
         if step > self.config.max_step_m:
             translation *= self.config.max_step_m / step
@@ -68,7 +72,7 @@ class SafetyFilter:
                 Violation("max_step", f"translation {step:.4f} m scaled to max_step_m {self.config.max_step_m:.4f}")
             )
 
-        rotation = np.asarray(command.rotation_rad, dtype=np.float64).copy()
+        rotation = np.clip(np.asarray(command.rotation_rad, dtype=np.float64), -ABSURD, ABSURD)
         angle = float(np.linalg.norm(rotation))
         if angle > self.config.max_rot_step_rad:
             rotation *= self.config.max_rot_step_rad / angle

@@ -20,12 +20,12 @@ class SimArmConfig(ArmConfig):
     """The twin's arm: Cartesian impedance tracking of end-effector targets on MuJoCo physics.
 
     physics_hz: physics rate (≥ 500). stiffness_n_m / stiffness_nm_rad: Cartesian stiffness of the
-    task-space controller; damping is critical for a unit mass.
+    task-space controller; damping is critical for the arm's apparent mass at the tool.
     """
 
     physics_hz: float = 500.0
-    stiffness_n_m: float = 600.0
-    stiffness_nm_rad: float = 60.0
+    stiffness_n_m: float = 2000.0
+    stiffness_nm_rad: float = 150.0
 
     def __post_init__(self) -> None:
         if self.physics_hz < 500:

@@ -7,6 +7,7 @@ import argparse
 from robolearn.cell import load_cell
 from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
 from robolearn.config import to_dict
+from robolearn.sim import Twin
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cell = load_cell(args.config, args.overrides)
+    twin = Twin(cell)
     summary = {
         "cell": cell.name,
         "arm": cell.arm.type,
@@ -33,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
         "objects": [o.name for o in cell.objects],
         "workspace_min_m": list(cell.safety.workspace_min_m),
         "workspace_max_m": list(cell.safety.workspace_max_m),
+        "twin": {
+            "n_joints": twin.arm.n_joints,
+            "physics_hz": twin.physics_hz,
+            "bodies": twin.model.nbody,
+            "ee_home_m": twin.arm.state().ee_pos_m.round(4).tolist(),
+        },
         "config": to_dict(cell),
     }
     emit(summary, args.json)

@@ -1,0 +1,138 @@
+"""The twin: every shipped cell compiles and steps, the controller tracks, cameras project right,
+the env passes gymnasium's checker, and the scripted experts solve their tasks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from robolearn.cell import load_cell
+from robolearn.cli import main
+from robolearn.config import ConfigError
+from robolearn.env import make_env
+from robolearn.interfaces import EEDeltaCommand
+from robolearn.sim import Twin
+from robolearn.sim.panda import PANDA_Q_LOWER_RAD, PANDA_Q_UPPER_RAD
+
+REPO = Path(__file__).resolve().parents[1]
+CELLS = sorted((REPO / "configs" / "cells").glob("*.yaml"))
+SIM_PANDA = REPO / "configs" / "cells" / "sim_panda.yaml"
+
+
+@pytest.mark.parametrize("cell_path", CELLS, ids=[p.stem for p in CELLS])
+def test_every_shipped_cell_compiles_and_steps_without_warnings(cell_path):
+    twin = Twin(load_cell(cell_path))
+    rng = np.random.default_rng(0)
+    for _ in range(round(twin.cell.control_hz)):
+        twin.arm.command(EEDeltaCommand(rng.uniform(-0.03, 0.03, 3), rng.uniform(-0.1, 0.1, 3), rng.uniform()))
+        twin.advance(twin.cell.control_dt_s)
+    assert all(w.number == 0 for w in twin.data.warning), [(i, w.number) for i, w in enumerate(twin.data.warning)]
+    assert np.all(np.isfinite(twin.data.qpos))
+
+
+def test_panda_forward_kinematics_match_published_home_pose():
+    """At Franka's documented 'ready' pose the flange is at (0.307, 0, 0.590) m, TCP 0.1034 m below."""
+    twin = Twin(load_cell(SIM_PANDA))
+    twin.reset(np.array([0.0, -np.pi / 4, 0.0, -3 * np.pi / 4, 0.0, np.pi / 2, np.pi / 4]))
+    state = twin.arm.state()
+    np.testing.assert_allclose(state.ee_pos_m, [0.30702, 0.0, 0.4869], atol=1e-3)
+    lower = twin.model.jnt_range[:7, 0]
+    np.testing.assert_allclose(lower, PANDA_Q_LOWER_RAD)
+    np.testing.assert_allclose(twin.model.jnt_range[:7, 1], PANDA_Q_UPPER_RAD)
+
+
+@pytest.mark.parametrize("offset_m", [(0.1, 0.1, -0.1), (-0.1, -0.15, 0.0), (0.15, 0.0, -0.25)])
+def test_cartesian_controller_reaches_targets_inside_workspace(offset_m):
+    twin = Twin(load_cell(SIM_PANDA))
+    start = twin.arm.state().ee_pos_m
+    target = start + np.asarray(offset_m)
+    for _ in range(40):
+        twin.arm.command(EEDeltaCommand(target - twin.arm.target_pos_m, np.zeros(3), 0.0))
+        twin.advance(twin.cell.control_dt_s)
+    assert np.linalg.norm(twin.arm.state().ee_pos_m - target) < 0.005
+
+
+def test_sim_arm_reports_clips_and_rejects_nan():
+    twin = Twin(load_cell(SIM_PANDA))
+    applied = twin.arm.command(EEDeltaCommand(np.array([0.5, 0.0, 0.0]), np.zeros(3), 0.0))
+    assert {v.kind for v in applied.violations} == {"max_step"}
+    assert np.linalg.norm(applied.command.translation_m) == pytest.approx(twin.cell.safety.max_step_m)
+    before = twin.arm.target_pos_m.copy()
+    applied = twin.arm.command(EEDeltaCommand(np.array([np.nan, 0.0, 0.0]), np.zeros(3), 0.0))
+    assert [v.kind for v in applied.violations] == ["nan"]
+    np.testing.assert_array_equal(twin.arm.target_pos_m, before)
+    for _ in range(30):
+        applied = twin.arm.command(EEDeltaCommand(np.array([0.0, 0.0, -0.03]), np.zeros(3), 0.0))
+    assert "workspace" in {v.kind for v in applied.violations}
+    assert twin.arm.target_pos_m[2] >= twin.cell.safety.workspace_min_m[2] - 1e-9
+
+
+def test_camera_intrinsics_project_a_known_point_to_its_pixel():
+    cell = load_cell(SIM_PANDA, ["objects.0.rgba=[0.0, 0.0, 1.0, 1.0]"])
+    twin = Twin(cell)
+    cube_m = np.array([0.55, 0.08, 0.02])
+    twin.set_object_pose("cube", cube_m, np.array([1.0, 0.0, 0.0, 0.0]))
+    twin.arm.set_joint_positions(np.array([1.2, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]))  # arm out of view
+    twin.forward()
+    camera = twin.cameras["front"]
+    frame = camera.read()
+    blue = (frame.color[..., 2] > 120) & (frame.color[..., 0] < 60) & (frame.color[..., 1] < 60)
+    assert blue.sum() > 10
+    rows, cols = np.nonzero(blue)
+    position_m, rotation = camera.pose_world()
+    expected_uv = camera.intrinsics.project((rotation.T @ (cube_m - position_m))[None])[0]
+    assert abs(cols.mean() - expected_uv[0]) < 1.5 and abs(rows.mean() - expected_uv[1]) < 1.5
+    # Depth at the cube's centre is its distance along the optical axis (front face is nearer).
+    depth_centre = frame.depth_m[int(round(expected_uv[1])), int(round(expected_uv[0]))]
+    assert abs(depth_centre - (rotation.T @ (cube_m - position_m))[2]) < 0.03
+
+
+def test_env_passes_gymnasium_checker():
+    env = make_env(SIM_PANDA, "pick_cube", cameras=True)
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    assert obs["rgb_front"].shape == (128, 128, 3) and obs["depth_front"].dtype == np.float32
+    assert obs["state"].shape == (15,) and obs["object_state"].shape == (10,)
+
+
+def test_env_rejects_nan_action_with_violation():
+    env = make_env(SIM_PANDA, "reach", cameras=False, seed=0)
+    _, _, _, _, info = env.step(np.array([np.nan, 0, 0, 0, 0, 0, 0], dtype=np.float32))
+    assert any(v.startswith("nan") for v in info["violations"])
+
+
+def test_same_seed_same_episode():
+    env = make_env(SIM_PANDA, "push_cube", cameras=False)
+    first, _ = env.reset(seed=7)
+    env.step(env.action_space.sample())
+    second, _ = env.reset(seed=7)
+    np.testing.assert_array_equal(first["object_state"], second["object_state"])
+
+
+def test_unknown_task_and_missing_object_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="unknown task 'pick_cub'; registered: pick_cube, push_cube, reach"):
+        make_env(SIM_PANDA, "pick_cub")
+    with pytest.raises(ConfigError, match="needs an object named 'cube'"):
+        make_env(SIM_PANDA, "pick_cube", overrides=["objects=[]"])
+
+
+@pytest.mark.parametrize("task", ["reach", "pick_cube", "push_cube"])
+def test_scripted_expert_solves_task_from_cli(task, capsys):
+    code = main(
+        ["sim", "run", "--cell", str(SIM_PANDA), "--task", task, "--teleop", "expert", "--episodes", "20", "--seed", "0", "--json"]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["episodes"] == 20 and result["success_rate"] >= 0.95
+
+
+def test_check_cell_builds_the_twin(capsys):
+    assert main(["check-cell", str(SIM_PANDA), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["twin"]["n_joints"] == 7 and summary["twin"]["physics_hz"] == 500.0
+    assert mujoco.__version__.split(".")[0] >= "3"
