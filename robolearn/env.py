@@ -33,8 +33,8 @@ class Task(Protocol):
 
     def reset(self, rng: np.random.Generator) -> None: ...
 
-    def reward(self) -> tuple[float, bool]:
-        """``(reward, success)`` for the state now."""
+    def reward(self, obs: Observation) -> tuple[float, bool]:
+        """``(reward, success)`` for the state now (``obs`` is the observation of it)."""
         ...
 
     def object_state(self) -> np.ndarray | None: ...
@@ -120,15 +120,17 @@ class RobotEnv(gym.Env):
         super().reset(seed=seed)
         self.task.reset(self.np_random)
         self._steps = 0
-        _, success = self.task.reward()
-        return self._observe(), {"success": success, "violations": [], "stamp_ns": self.arm.state().stamp_ns}
+        obs = self._observe()
+        _, success = self.task.reward(obs)
+        return obs, {"success": success, "violations": [], "stamp_ns": self.arm.state().stamp_ns}
 
     def step(self, action: np.ndarray) -> tuple[Observation, float, bool, bool, dict]:
         safety = self.cell.safety
         applied = self.arm.command(action_to_command(action, safety.max_step_m, safety.max_rot_step_rad))
         self.tick(self.cell.control_dt_s)
         self._steps += 1
-        reward, success = self.task.reward()
+        obs = self._observe()
+        reward, success = self.task.reward(obs)
         terminated = bool(success and self.terminate_on_success)
         truncated = self._steps >= self.max_episode_steps and not terminated
         info = {
@@ -136,7 +138,7 @@ class RobotEnv(gym.Env):
             "violations": [f"{v.kind}: {v.detail}" for v in applied.violations],
             "stamp_ns": self.arm.state().stamp_ns,
         }
-        return self._observe(), float(reward), terminated, truncated, info
+        return obs, float(reward), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
         """The first camera's last color image ``(H, W, 3) uint8``."""

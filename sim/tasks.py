@@ -141,8 +141,8 @@ class TwinTask:
         """``(dense_reward in [0, 1], success)`` from the twin's state now."""
         raise NotImplementedError
 
-    def reward(self) -> tuple[float, bool]:
-        """``(reward, success)`` with the configured reward type."""
+    def reward(self, obs: dict | None = None) -> tuple[float, bool]:
+        """``(reward, success)`` with the configured reward type (from sim state; ``obs`` unused)."""
         dense, success = self.evaluate()
         return (dense if self.config.reward == "dense" else float(success)), success
 

@@ -16,7 +16,6 @@ from robolearn import __version__
 from robolearn.config import ConfigError
 
 
-
 def command_modules() -> list[str]:
     """The CLI modules, found by their ``_cmd`` suffix so command groups never edit this file."""
     import robolearn.cli as package
