@@ -87,7 +87,7 @@ class SafetyFilter:
         upper = np.asarray(self.config.workspace_max_m, dtype=np.float64)
         target = np.asarray(target_pos_m, dtype=np.float64) + translation
         clipped = np.clip(target, lower, upper)
-        if not np.allclose(clipped, target, atol=1e-12):
+        if not np.array_equal(clipped, target):
             violations.append(
                 Violation("workspace", f"target {_fmt(target)} m clipped into box {_fmt(lower)}..{_fmt(upper)}")
             )
@@ -115,8 +115,8 @@ class SafetyFilter:
             margin = self.config.joint_margin_rad
             lo, hi = self.joint_lower_rad + margin, self.joint_upper_rad - margin
             limited = np.clip(target, lo, hi)
-            if not np.allclose(limited, target, atol=1e-12):
-                joints = np.flatnonzero(~np.isclose(limited, target, atol=1e-12)).tolist()
+            if not np.array_equal(limited, target):
+                joints = np.flatnonzero(limited != target).tolist()
                 violations.append(Violation("joint_limit", f"joints {joints} clipped into limits less {margin} rad"))
                 target = limited
         max_delta = self.config.max_joint_vel_rad_s * dt_s

@@ -4,7 +4,7 @@ no NaN or inf ever passes."""
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from robolearn.cell import SafetyConfig
@@ -22,6 +22,9 @@ inside = st.tuples(
 
 @settings(max_examples=300, deadline=None)
 @given(translation=vec3, rotation=vec3, gripper=anything, target=inside)
+@example(  # a target 7.5 µm past the box once passed a relative-tolerance check
+    translation=np.array([0.0625, 0.0, 250.0]), rotation=np.zeros(3), gripper=0.0, target=np.array([0.75, 0.0, 0.0])
+)
 def test_output_is_finite_inside_box_and_caps(translation, rotation, gripper, target):
     safe, violations = FILTER.filter_ee_delta(EEDeltaCommand(translation, rotation, gripper), target)
     out = np.concatenate([safe.translation_m, safe.rotation_rad])
