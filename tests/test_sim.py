@@ -136,3 +136,28 @@ def test_check_cell_builds_the_twin(capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["twin"]["n_joints"] == 7 and summary["twin"]["physics_hz"] == 500.0
     assert mujoco.__version__.split(".")[0] >= "3"
+
+
+def test_cell_can_use_an_external_mjcf_robot(tmp_path):
+    """A robot from any MJCF file (here the built-in Panda written out as a standalone model, as a
+    Menagerie checkout would be) is attached, gravity-compensated and driven by the same controller."""
+    from robolearn.sim import panda
+
+    robot_xml = tmp_path / "my_panda.xml"
+    robot_xml.write_text(
+        f"<mujoco><compiler angle=\"radian\"/><default>{panda.PANDA_DEFAULTS}</default><worldbody>{panda.panda_mjcf_body((0, 0, 0), 0.0)}"
+        f"</worldbody><actuator>{panda.PANDA_ACTUATORS}</actuator><equality>{panda.PANDA_EQUALITY}</equality></mujoco>"
+    )
+    overrides = [
+        "robot.model=mjcf", f"robot.mjcf_path={robot_xml}", "robot.ee_site=tcp", "robot.gripper_actuator=gripper",
+        "robot.joint_names=[joint1, joint2, joint3, joint4, joint5, joint6, joint7]", "cameras.1.mount=world",
+    ]
+    twin = Twin(load_cell(SIM_PANDA, overrides))
+    assert twin.binding.ee_site == "robot/tcp"
+    target = twin.arm.state().ee_pos_m + np.array([0.05, -0.05, -0.05])
+    for _ in range(30):
+        twin.arm.command(EEDeltaCommand(target - twin.arm.target_pos_m, np.zeros(3), 1.0))
+        twin.advance(twin.cell.control_dt_s)
+    assert np.linalg.norm(twin.arm.state().ee_pos_m - target) < 0.005
+    with pytest.raises(ConfigError, match="robot.mjcf_path: no MJCF file"):
+        Twin(load_cell(SIM_PANDA, ["robot.model=mjcf", f"robot.mjcf_path={tmp_path / 'absent.xml'}", "robot.joint_names=[a]"]))
