@@ -161,3 +161,16 @@ def test_cell_can_use_an_external_mjcf_robot(tmp_path):
     assert np.linalg.norm(twin.arm.state().ee_pos_m - target) < 0.005
     with pytest.raises(ConfigError, match="robot.mjcf_path: no MJCF file"):
         Twin(load_cell(SIM_PANDA, ["robot.model=mjcf", f"robot.mjcf_path={tmp_path / 'absent.xml'}", "robot.joint_names=[a]"]))
+
+
+def test_task_randomization_knobs_vary_lights_cameras_and_objects():
+    env = make_env(SIM_PANDA, "pick_cube", cameras=False, task_overrides=["light_jitter=0.3", "camera_pos_jitter_m=0.02"])
+    model = env.unwrapped.twin.model
+    front = model.camera("front").id
+    seen = []
+    for seed in (0, 1):
+        obs, _ = env.reset(seed=seed)
+        seen.append((model.light_diffuse.copy(), model.cam_pos[front].copy(), obs["object_state"][:3].copy()))
+    for first, second in zip(*seen):
+        assert not np.allclose(first, second)
+    assert np.all(np.abs(seen[0][1] - np.array([1.15, 0.0, 0.55])) <= 0.02 + 1e-9)
