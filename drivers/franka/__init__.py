@@ -1,0 +1,1 @@
+"""Franka Emika Panda / FR3 through ``franky-control`` (extra ``franka``)."""

@@ -1,0 +1,1 @@
+"""Gamepads (Xbox, PlayStation, generic) through ``pygame`` / SDL2 (extra ``gamepad``)."""

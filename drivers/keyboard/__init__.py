@@ -1,0 +1,1 @@
+"""Terminal keyboard teleop (no extra: standard library only)."""

@@ -1,0 +1,1 @@
+"""UVC webcams and video files through OpenCV (``opencv-python-headless``)."""

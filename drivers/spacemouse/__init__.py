@@ -1,0 +1,1 @@
+"""3Dconnexion SpaceMouse through raw HID reports with ``hidapi`` (extra ``spacemouse``)."""
