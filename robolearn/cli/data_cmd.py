@@ -1,0 +1,255 @@
+"""``robolearn data``: inspect, edit, view, convert and resize demonstration stores."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from robolearn.cli.common import add_json_flag, emit
+from robolearn.config import ConfigError
+
+FORMATS = ("lerobot", "mcap")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser(
+        "data", help="inspect, edit, view, convert and resize demonstration stores",
+        description="Work with a demonstration store (zarr, the diffusion_policy layout plus robolearn metadata).")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+
+    parser = sub.add_parser("info", help="summarize a store: episodes, steps, keys, tasks, sources, success",
+                            description="Summarize a store: episode and step counts, every data key with its shape, "
+                            "dtype and compressor, tasks, sources, success rate and size on disk.")
+    parser.add_argument("path", help="store path (a .zarr directory)")
+    add_json_flag(parser)
+    parser.set_defaults(func=run_info)
+
+    parser = sub.add_parser("episodes", help="list episodes with their metadata",
+                            description="One line per episode: index, task, source, operator, success, steps, duration.")
+    parser.add_argument("path", help="store path")
+    add_json_flag(parser)
+    parser.set_defaults(func=run_episodes)
+
+    parser = sub.add_parser("delete", help="delete episodes (rewrites the store; needs --yes)",
+                            description="Delete episodes by index (e.g. 3 7 10:12). The store is rewritten into a new "
+                            "directory and swapped in; image chunks are linked, not re-encoded.")
+    parser.add_argument("path", help="store path")
+    parser.add_argument("episodes", nargs="+", help="episode indices or START:STOP ranges")
+    parser.add_argument("--yes", action="store_true", help="really delete (without it, only show what would go)")
+    add_json_flag(parser)
+    parser.set_defaults(func=run_delete)
+
+    parser = sub.add_parser("view", help="write an episode as an mp4 video or a PNG grid",
+                            description="Write every camera stream of one episode side by side, as an mp4 video "
+                            "(OUT.mp4) or a PNG grid of evenly spaced frames (OUT.png).")
+    parser.add_argument("path", help="store path")
+    parser.add_argument("--episode", type=int, default=0, help="episode index (default: %(default)s; -1 is the last)")
+    parser.add_argument("--out", required=True, help="output file: .mp4 or .png")
+    add_json_flag(parser)
+    parser.set_defaults(func=run_view)
+
+    parser = sub.add_parser("export", help="export to a LeRobotDataset v3 directory or a rosbag2 MCAP bag",
+                            description="Export every episode to the LeRobotDataset v3.0 layout (parquet + mp4 + "
+                            "meta/info.json) or to a rosbag2 MCAP bag (standard ROS 2 message types).")
+    parser.add_argument("path", help="store path")
+    parser.add_argument("--format", choices=FORMATS, required=True, help="lerobot or mcap")
+    parser.add_argument("--out", required=True, help="new output directory")
+    add_json_flag(parser)
+    parser.set_defaults(func=run_export)
+
+    parser = sub.add_parser("import", help="import a LeRobotDataset v3 directory or a rosbag2 MCAP bag into a new store",
+                            description="Create a new store from a LeRobotDataset v3.0 directory or an MCAP bag "
+                            "written by `robolearn data export`.")
+    parser.add_argument("source", help="LeRobot dataset directory or rosbag2 directory")
+    parser.add_argument("--format", choices=FORMATS, required=True, help="lerobot or mcap")
+    parser.add_argument("--out", required=True, help="new store path")
+    add_json_flag(parser)
+    parser.set_defaults(func=run_import)
+
+    parser = sub.add_parser("resize", help="derive a copy with camera frames at the training resolution",
+                            description="Write a new store with every RGB and depth stream resized to HxW (RGB: "
+                            "antialiased bilinear, depth: nearest); low-dimensional data and metadata are copied.")
+    parser.add_argument("path", help="store path")
+    parser.add_argument("--size", required=True, metavar="HxW", help="new frame size in pixels, e.g. 96x96")
+    parser.add_argument("--out", required=True, help="new store path")
+    parser.add_argument("--quality", type=int, default=None, help="JPEG quality of the copy (default: the source's)")
+    add_json_flag(parser)
+    parser.set_defaults(func=run_resize)
+
+    parser = sub.add_parser("stats", help="compute and store normalization statistics",
+                            description="Compute mean, std, min, max and 1%%/99%% quantiles of the low-dimensional "
+                            "keys and store them in the store (meta/.zattrs 'stats'), where training reads them.")
+    parser.add_argument("path", help="store path")
+    add_json_flag(parser)
+    parser.set_defaults(func=run_stats)
+
+
+def _open(path: str, mode: str = "r") -> Any:
+    from robolearn.store import DemoStore
+
+    try:
+        return DemoStore.open(path, mode=mode)
+    except FileNotFoundError as err:
+        raise ConfigError("store", path, f"{err}") from err
+
+
+def _progress(total: int, desc: str) -> tuple[Any, Any]:
+    bar = tqdm(total=total, desc=desc, unit="ep", disable=None)
+
+    def update(done: int) -> None:
+        bar.update(done - bar.n)
+
+    return bar, update
+
+
+def _size_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def summarize(store: Any) -> dict[str, Any]:
+    """What ``robolearn data info`` prints."""
+    metas = store.episode_metas()
+    keys = {}
+    for key in store.keys:
+        array = store.array(key)
+        compressor = (array.compressors[0].get_config() if array.compressors else {}).get("id", "none")
+        keys[key] = {"shape": list(array.shape[1:]), "dtype": str(array.dtype), "compressor": compressor}
+    return {
+        "path": str(store.path), "schema_version": store.attrs.get("schema_version"), "n_episodes": store.n_episodes,
+        "n_steps": store.n_steps, "keys": keys, "tasks": dict(Counter(m["task"] for m in metas)),
+        "sources": dict(Counter(m["source"] for m in metas)),
+        "success_rate": (sum(m["success"] for m in metas) / len(metas)) if metas else None,
+        "mean_length": (store.n_steps / store.n_episodes) if store.n_episodes else None,
+        "cell": (store.cell_config or {}).get("name"), "cameras": sorted(store.cameras or {}),
+        "jpeg_quality": store.jpeg_quality, "size_mb": round(_size_bytes(store.path) / 1e6, 3),
+    }
+
+
+def run_info(args: argparse.Namespace) -> int:
+    summary = summarize(_open(args.path))
+    if not args.json:
+        for key, spec in summary["keys"].items():
+            print(f"data/{key}: {tuple(spec['shape'])} {spec['dtype']} [{spec['compressor']}]")
+    emit(summary, args.json)
+    return 0
+
+
+def run_episodes(args: argparse.Namespace) -> int:
+    store = _open(args.path)
+    rows = [{"index": i, **{k: m.get(k) for k in ("task", "source", "operator", "success", "length", "duration_s")}}
+            for i, m in enumerate(store.episode_metas())]
+    if not args.json:
+        print(f"{'index':>5} {'task':<14} {'source':<7} {'operator':<10} {'success':<7} {'steps':>6} {'duration_s':>10}")
+        for r in rows:
+            print(f"{r['index']:>5} {r['task']:<14} {r['source']:<7} {r['operator']:<10} {r['success']!s:<7} "
+                  f"{r['length']:>6} {r['duration_s']:>10.2f}")
+    emit({"path": str(store.path), "n_episodes": len(rows), "episodes": rows}, args.json)
+    return 0
+
+
+def parse_episodes(items: list[str], n_episodes: int) -> list[int]:
+    """``["3", "7", "10:12"]`` → ``[3, 7, 10, 11]``; a clear error for anything out of range."""
+    chosen: list[int] = []
+    for item in items:
+        start, sep, stop = item.partition(":")
+        try:
+            chosen += list(range(n_episodes))[slice(int(start) if start else None, int(stop) if stop else None)] \
+                if sep else [int(item)]
+        except ValueError as err:
+            raise ConfigError("episodes", item, "expected an index such as 3 or a range such as 10:12") from err
+    bad = [i for i in chosen if not -n_episodes <= i < n_episodes]
+    if bad:
+        raise ConfigError("episodes", str(bad), f"out of range: the store has {n_episodes} episodes")
+    return sorted({i % n_episodes for i in chosen})
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    store = _open(args.path, mode="a" if args.yes else "r")
+    chosen = parse_episodes(args.episodes, store.n_episodes)
+    if not args.yes:
+        emit({"path": str(store.path), "would_delete": chosen, "deleted": [],
+              "hint": "add --yes to delete these episodes"}, args.json)
+        return 2
+    remaining = store.delete_episodes(chosen)
+    emit({"path": str(store.path), "deleted": chosen, "n_episodes": remaining, "n_steps": store.n_steps}, args.json)
+    return 0
+
+
+def run_view(args: argparse.Namespace) -> int:
+    from robolearn.store.view import view_episode
+
+    store = _open(args.path)
+    if not -store.n_episodes <= args.episode < store.n_episodes:
+        raise ConfigError("--episode", str(args.episode), f"out of range: the store has {store.n_episodes} episodes")
+    if Path(args.out).suffix.lower() not in (".mp4", ".png"):
+        raise ConfigError("--out", args.out, "write an .mp4 video or a .png grid")
+    emit(view_episode(store, args.episode % store.n_episodes, args.out), args.json)
+    return 0
+
+
+def _require_new(path: str, flag: str = "--out") -> None:
+    if Path(path).exists():
+        raise ConfigError(flag, path, "already exists; pick a new path (nothing is overwritten)")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    store = _open(args.path)
+    _require_new(args.out)
+    bar, update = _progress(store.n_episodes, f"export {args.format}")
+    with bar:
+        if args.format == "lerobot":
+            from robolearn.store.convert_lerobot import export_lerobot
+
+            result = export_lerobot(store, args.out)
+        else:
+            from robolearn.store.convert_mcap import export_mcap
+
+            result = export_mcap(store, args.out, progress=update)
+    emit({"format": args.format, **result}, args.json)
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    if not Path(args.source).exists():
+        raise ConfigError("source", args.source, "no such file or directory")
+    _require_new(args.out)
+    bar, update = _progress(0, f"import {args.format}")
+    with bar:
+        if args.format == "lerobot":
+            from robolearn.store.convert_lerobot import import_lerobot
+
+            store = import_lerobot(args.source, args.out, progress=update)
+        else:
+            from robolearn.store.convert_mcap import import_mcap
+
+            store = import_mcap(args.source, args.out, progress=update)
+    emit({"format": args.format, "source": args.source, "path": str(store.path), "n_episodes": store.n_episodes,
+          "n_steps": store.n_steps, "keys": store.keys}, args.json)
+    return 0
+
+
+def run_resize(args: argparse.Namespace) -> int:
+    from robolearn.store.resize import resize_store
+
+    height, sep, width = args.size.lower().partition("x")
+    if not sep or not height.isdigit() or not width.isdigit() or not int(height) or not int(width):
+        raise ConfigError("--size", args.size, "expected HxW in pixels, e.g. 96x96")
+    store = _open(args.path)
+    _require_new(args.out)
+    bar, update = _progress(store.n_episodes, f"resize to {height}x{width}")
+    with bar:
+        out = resize_store(store, args.out, int(height), int(width), jpeg_quality=args.quality, progress=update)
+    emit({"path": str(out.path), "n_episodes": out.n_episodes, "n_steps": out.n_steps,
+          "size_px": [int(height), int(width)]}, args.json)
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    store = _open(args.path, mode="a")
+    stats = store.stats()
+    emit({"path": str(store.path), "n_steps": store.n_steps, "stats": stats}, args.json)
+    return 0

@@ -1,0 +1,556 @@
+"""``DemoStore``: demonstrations, interventions and online episodes in one zarr store.
+
+Layout (zarr 3 writing ``zarr_format=2``, the diffusion_policy / UMI replay-buffer layout)::
+
+    <path>/                     root attrs ``robolearn``: schema_version, cell_config, cameras, jpeg_quality
+      data/<key>                (N_steps, ...) all episodes back to back, time first
+      meta/episode_ends         (N_episodes,) int64, cumulative end index of every episode
+      meta/episode_info         (N_episodes,) str, one JSON object per episode (task, success, operator,
+                                source, duration_s, length, missing/late frame counts, ...)
+      meta/.zattrs ``stats``    normalization statistics of the low-dimensional keys
+
+Compressors per key kind: see ``robolearn.store.codecs``. Readers using plain ``zarr`` call
+``imagecodecs.numcodecs.register_codecs()`` first (the RGB arrays use the ``imagecodecs_jpeg`` codec).
+
+Commit protocol: an episode's arrays are written first (images may stream in while recording), then
+its ``episode_info`` entry, and ``episode_ends`` last. zarr's local store writes every file to a
+temporary name and renames it, so a process killed at any moment leaves each file either old or new:
+committed episodes are never touched, and anything past the last valid episode end is a partial tail
+that ``DemoStore.open(path, mode="a")`` removes. One writer at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+
+from robolearn.store.codecs import (
+    DEFAULT_JPEG_QUALITY,
+    array_spec,
+    kind_of,
+    prepare_depth,
+    register_image_codecs,
+)
+
+if TYPE_CHECKING:
+    from robolearn.store.writer import EpisodeWriter
+
+SCHEMA_VERSION = 1
+SOURCES = ("teleop", "expert", "policy", "online")
+STATS_KEYS_SKIPPED = ("stamp_ns",)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _store_dtype(key: str, dtype: np.dtype) -> np.dtype:
+    """The dtype a new array gets: float64 low-dimensional data is kept as float32."""
+    kind = kind_of(key)
+    if kind == "rgb":
+        return np.dtype(np.uint8)
+    if kind == "depth" or dtype == np.float64 or dtype == np.float16:
+        return np.dtype(np.float32)
+    return np.dtype(dtype)
+
+
+def chunk_key(array: zarr.Array, index: int) -> str:
+    """Store key (relative to the array) of the per-frame chunk ``index`` of a chunk-per-frame array."""
+    sep = array.metadata.dimension_separator
+    return sep.join([str(index)] + ["0"] * (array.ndim - 1))
+
+
+class DemoStore:
+    """Episodes in a zarr directory store; see the module docstring for the layout.
+
+    Open with ``DemoStore.create(path, ...)`` or ``DemoStore.open(path, mode)``; ``mode="r"`` reads,
+    ``mode="a"`` appends (and first removes a partial tail left by a killed writer).
+    """
+
+    def __init__(self, root: zarr.Group, path: Path, mode: str):
+        self.root, self.path, self.mode = root, path, mode
+        self._ends = np.zeros(0, dtype=np.int64)
+        self._info: list[dict[str, Any]] = []
+        self._arrays: dict[str, zarr.Array] | None = None
+        self.refresh()
+
+    # ---- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path, cell_config: Mapping[str, Any] | None = None,
+               cameras: Mapping[str, Any] | None = None, jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+               overwrite: bool = False) -> DemoStore:
+        """A new empty store at ``path`` (a directory). cell_config: the cell as a dict
+        (``robolearn.config.to_dict(cell)``); cameras: calibration per camera name (intrinsics,
+        extrinsics, serial); default: derived from ``cell_config["cameras"]``."""
+        path = Path(path)
+        if path.exists() and not overwrite and any(path.iterdir()):
+            raise FileExistsError(f"{path} already exists; open it with DemoStore.open(path, mode='a') or pick a new path")
+        if not 1 <= int(jpeg_quality) <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+        register_image_codecs()
+        root = zarr.open_group(str(path), mode="w", zarr_format=2)
+        cell = _jsonable(dict(cell_config)) if cell_config else None
+        root.attrs["robolearn"] = {
+            "schema_version": SCHEMA_VERSION,
+            "cell_config": cell,
+            "cameras": _jsonable(dict(cameras)) if cameras else cameras_from_cell(cell),
+            "jpeg_quality": int(jpeg_quality),
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        root.require_group("data")
+        meta = root.require_group("meta")
+        meta.create_array("episode_ends", shape=(0,), chunks=(4096,), dtype=np.int64, fill_value=0,
+                          compressors=None)
+        meta.create_array("episode_info", shape=(0,), chunks=(1024,), dtype=str)
+        return cls(root, path, "a")
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r") -> DemoStore:
+        """Open an existing store; ``mode="a"`` removes a partial tail left by a killed writer."""
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
+        path = Path(path)
+        if not (path / ".zgroup").exists() or not (path / "meta" / "episode_ends" / ".zarray").exists():
+            raise FileNotFoundError(f"{path} is not a robolearn store (no meta/episode_ends); create one with "
+                                    "DemoStore.create or `robolearn collect`")
+        register_image_codecs()
+        root = zarr.open_group(str(path), mode="r" if mode == "r" else "r+", zarr_format=2)
+        version = dict(root.attrs).get("robolearn", {}).get("schema_version", SCHEMA_VERSION)
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"{path} has schema version {version}; this robolearn reads up to {SCHEMA_VERSION}: upgrade robolearn")
+        store = cls(root, path, mode)
+        if mode == "a":
+            store.repair()
+        return store
+
+    def refresh(self) -> None:
+        """Re-read the episode index (another process may have appended)."""
+        self._arrays = None
+        self._meta = dict(self.root["meta"].arrays())
+        ends = np.asarray(self._meta["episode_ends"][:], dtype=np.int64)
+        info_array = self._meta["episode_info"]
+        lengths = [a.shape[0] for a in self._data_arrays().values()]
+        data_len = min(lengths) if lengths else 0
+        ok = (np.diff(np.concatenate([[0], ends])) > 0) & (ends <= data_len)
+        n = int(np.argmin(ok)) if not ok.all() else len(ends)
+        n = min(n, info_array.shape[0])
+        self._ends = ends[:n].copy()
+        self._info = [json.loads(s) for s in info_array[:n]] if n else []
+
+    def repair(self) -> dict[str, int]:
+        """Remove everything past the last committed episode (a killed writer's partial tail) and
+        the temporary files of interrupted writes; returns how many steps and entries were removed."""
+        self._require_writable()
+        end = self.n_steps
+        removed = {"steps": 0, "episode_ends": 0, "episode_info": 0, "partial_files": 0}
+        for partial in self.path.rglob("*.partial"):
+            partial.unlink(missing_ok=True)
+            removed["partial_files"] += 1
+        for array in self._data_arrays().values():
+            if array.shape[0] != end:
+                removed["steps"] = max(removed["steps"], array.shape[0] - end)
+                array.resize((end, *array.shape[1:]))
+        for name in ("episode_info", "episode_ends"):
+            array = self._meta[name]
+            if array.shape[0] != self.n_episodes:
+                removed[name] = array.shape[0] - self.n_episodes
+                _truncate_clean(array, self.n_episodes)
+        return removed
+
+    # ---- reading ---------------------------------------------------------------------------------
+
+    def _data_arrays(self) -> dict[str, zarr.Array]:
+        if self._arrays is None:
+            self._arrays = dict(sorted(self.root["data"].arrays()))
+        return self._arrays
+
+    def _data_keys(self) -> list[str]:
+        return list(self._data_arrays())
+
+    @property
+    def keys(self) -> list[str]:
+        """Data keys (``data/<key>``), sorted."""
+        return self._data_keys()
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self._ends)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        """``(N_episodes,) int64`` cumulative end index of every committed episode."""
+        return self._ends.copy()
+
+    @property
+    def episode_starts(self) -> np.ndarray:
+        return np.concatenate([[0], self._ends[:-1]]).astype(np.int64)
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        return np.diff(np.concatenate([[0], self._ends])).astype(np.int64)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(dict(self.root.attrs).get("robolearn", {}))
+
+    @property
+    def cell_config(self) -> dict[str, Any] | None:
+        return self.attrs.get("cell_config")
+
+    @property
+    def cameras(self) -> dict[str, Any] | None:
+        return self.attrs.get("cameras")
+
+    @property
+    def jpeg_quality(self) -> int:
+        return int(self.attrs.get("jpeg_quality", DEFAULT_JPEG_QUALITY))
+
+    def array(self, key: str) -> zarr.Array:
+        """The zarr array ``data/<key>`` (all episodes; index it with contiguous slices)."""
+        arrays = self._data_arrays()
+        if key not in arrays:
+            raise KeyError(f"no data key {key!r} in {self.path}; it has {self.keys}")
+        return arrays[key]
+
+    def episode_slice(self, index: int) -> slice:
+        if not -self.n_episodes <= index < self.n_episodes:
+            raise IndexError(f"episode {index} out of range; {self.path} has {self.n_episodes} episodes")
+        index %= self.n_episodes
+        start = int(self._ends[index - 1]) if index else 0
+        return slice(start, int(self._ends[index]))
+
+    def episode(self, index: int, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """All arrays of episode ``index`` (time first): ``{key: (T, ...)}``."""
+        span = self.episode_slice(index)
+        return {key: self.array(key)[span] for key in (self.keys if keys is None else keys)}
+
+    def episode_meta(self, index: int) -> dict[str, Any]:
+        self.episode_slice(index)
+        return dict(self._info[index])
+
+    def episode_metas(self) -> list[dict[str, Any]]:
+        return [dict(m) for m in self._info]
+
+    # ---- writing ---------------------------------------------------------------------------------
+
+    def _require_writable(self) -> None:
+        if self.mode != "a":
+            raise PermissionError(f"{self.path} is open read-only; use DemoStore.open(path, mode='a') to write")
+
+    def prepare_keys(self, frame_specs: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+        """Check an episode's keys, frame shapes and dtypes against the store and create missing arrays.
+
+        frame_specs: ``{key: (shape of one step, dtype)}``. A store with episodes accepts exactly its
+        keys; an empty store takes the keys of its first episode.
+        """
+        self._require_writable()
+        existing = set(self._data_keys())
+        if self.n_episodes:
+            missing, extra = sorted(existing - set(frame_specs)), sorted(set(frame_specs) - existing)
+            if missing or extra:
+                raise ValueError(f"episode keys differ from the store's {sorted(existing)}: missing {missing}, "
+                                 f"extra {extra}; record the same keys, or write to a new store")
+        data = self.root["data"]
+        arrays = self._data_arrays()
+        for key, (shape, dtype) in frame_specs.items():
+            if key in existing:
+                array = arrays[key]
+                if tuple(array.shape[1:]) != tuple(shape):
+                    if self.n_episodes:
+                        raise ValueError(f"{key}: frames of shape {tuple(shape)} but the store holds {tuple(array.shape[1:])}; "
+                                         "derive a resized store with `robolearn data resize` or write to a new store")
+                    del data[key]
+                elif not np.can_cast(np.dtype(dtype), array.dtype, casting="same_kind"):
+                    raise ValueError(f"{key}: dtype {np.dtype(dtype)} cannot be stored as {array.dtype}")
+                else:
+                    continue
+            data.create_array(key, **array_spec(key, tuple(shape), _store_dtype(key, np.dtype(dtype)), self.jpeg_quality))
+        if not self.n_episodes:
+            for key in existing - set(frame_specs):
+                del data[key]
+        self._arrays = None
+
+    def write_block(self, key: str, start: int, values: np.ndarray) -> None:
+        """Write ``values`` ``(n, ...)`` into ``data/<key>[start:start + n]``, growing the array
+        (uncommitted until ``commit``)."""
+        array = self.array(key)
+        stop = start + len(values)
+        if array.shape[0] < stop:
+            array.resize((stop, *array.shape[1:]))
+        if kind_of(key) == "depth":
+            values = prepare_depth(values)
+        array[start:stop] = np.asarray(values, dtype=array.dtype)
+
+    def write_encoded(self, key: str, start: int, frames: Iterable[bytes]) -> None:
+        """Write already-encoded RGB frames (JPEG files of the array's frame size) as the chunks
+        ``start, start + 1, ...`` of ``data/<key>``, without re-encoding (uncommitted until ``commit``)."""
+        import imagecodecs
+
+        if kind_of(key) != "rgb":
+            raise ValueError(f"{key}: only rgb_* arrays take encoded JPEG frames")
+        array = self.array(key)
+        frames = list(frames)
+        self.reserve(key, start + len(frames))
+        for offset, payload in enumerate(frames):
+            shape = imagecodecs.jpeg8_decode(payload).shape
+            if tuple(shape) != tuple(array.shape[1:]):
+                raise ValueError(f"{key}: a JPEG frame of shape {shape} does not fit frames of {tuple(array.shape[1:])}")
+            target = self.path / "data" / key / chunk_key(array, start + offset)
+            partial = target.with_name(target.name + ".partial")
+            partial.write_bytes(payload)
+            os.replace(partial, target)
+
+    def reserve(self, key: str, length: int) -> None:
+        """Grow ``data/<key>`` to at least ``length`` steps (uncommitted space for streaming)."""
+        array = self.array(key)
+        if array.shape[0] < length:
+            array.resize((length, *array.shape[1:]))
+
+    def commit(self, length: int, meta: Mapping[str, Any]) -> int:
+        """Commit the ``length`` steps written after the last episode as a new episode; returns its index.
+
+        meta: task, success, operator, source (teleop | expert | policy | online), duration_s and any
+        JSON-serializable extras. ``episode_ends`` is written last: this is the commit point.
+        """
+        self._require_writable()
+        if length <= 0:
+            raise ValueError("an episode needs at least one step")
+        info = normalize_meta(meta, length)
+        start, n = self.n_steps, self.n_episodes
+        end = start + length
+        for key, array in self._data_arrays().items():
+            if array.shape[0] < end:
+                raise ValueError(f"{key} has {array.shape[0] - start} uncommitted steps, the episode has {length}")
+            if array.shape[0] > end:
+                array.resize((end, *array.shape[1:]))
+        info_array, ends_array = self._meta["episode_info"], self._meta["episode_ends"]
+        if info_array.shape[0] != n:
+            _truncate_clean(info_array, n)
+        info_array.resize((n + 1,))
+        info_array[n] = json.dumps(info)
+        ends_array.resize((n + 1,))
+        ends_array[n] = end
+        self._ends = np.concatenate([self._ends, [end]]).astype(np.int64)
+        self._info.append(info)
+        return n
+
+    def append_episode(self, data: Mapping[str, np.ndarray], meta: Mapping[str, Any],
+                       frames_from: tuple[DemoStore, int] | None = None) -> int:
+        """Write one whole episode and commit it atomically; returns its index.
+
+        data: ``{key: (T, ...)}`` with the same T for every key (see the module docstring for keys).
+        frames_from: ``(store, episode)`` this episode was read from: its RGB and depth frames are
+        linked from there (bit-exact, no JPEG re-encoding) instead of encoded from ``data``.
+        """
+        arrays = {key: np.asarray(value) for key, value in data.items()}
+        lengths = {key: (value.shape[0] if value.ndim else -1) for key, value in arrays.items()}
+        if not arrays or len(set(lengths.values())) != 1 or min(lengths.values()) <= 0:
+            raise ValueError(f"every array of an episode needs the same number of steps T ≥ 1 along axis 0; got {lengths}")
+        length = len(next(iter(arrays.values())))
+        linked: set[str] = set()
+        if frames_from is not None:
+            source, index = frames_from
+            span = source.episode_slice(index)
+            if span.stop - span.start != length:
+                raise ValueError(f"frames_from episode {index} has {span.stop - span.start} steps, the data {length}")
+        self.prepare_keys({key: (value.shape[1:], value.dtype) for key, value in arrays.items()})
+        if frames_from is not None:
+            linked = {k for k in arrays if kind_of(k) != "lowdim" and k in source.keys
+                      and _same_encoding(source.array(k), self.array(k))}
+        start = self.n_steps
+        for key, value in arrays.items():
+            if key in linked:
+                self.link_frames(source, key, span.start, start, length)
+            else:
+                self.write_block(key, start, value)
+        return self.commit(length, meta)
+
+    def link_frames(self, source: DemoStore, key: str, source_start: int, start: int, length: int) -> None:
+        """Hard-link (or copy) ``length`` per-frame chunks of ``source``'s ``data/<key>`` from
+        ``source_start`` to ``start`` in this store (uncommitted until ``commit``)."""
+        src, dst = source.array(key), self.array(key)
+        if not _same_encoding(src, dst):
+            raise ValueError(f"{key}: the two stores encode frames differently; they cannot be linked")
+        self.reserve(key, start + length)
+        for offset in range(length):
+            _link_chunk(source.path / "data" / key / chunk_key(src, source_start + offset),
+                        self.path / "data" / key / chunk_key(dst, start + offset))
+
+    def begin_episode(self) -> EpisodeWriter:
+        """A streaming writer for one episode (frames reach disk as they are added)."""
+        from robolearn.store.writer import EpisodeWriter
+
+        return EpisodeWriter(self)
+
+    # ---- statistics --------------------------------------------------------------------------------
+
+    def stats(self, keys: Iterable[str] | None = None, save: bool = True) -> dict[str, dict[str, list[float]]]:
+        """Normalization statistics (mean, std, min, max, q01, q99 per dimension) of the
+        low-dimensional float keys over all committed steps, computed once and stored in
+        ``meta/.zattrs["stats"]`` (recomputed when the store has grown)."""
+        wanted = [k for k in keys] if keys is not None else \
+            [k for k in self.keys if kind_of(k) == "lowdim" and k not in STATS_KEYS_SKIPPED]
+        cached = dict(self.root["meta"].attrs).get("stats", {})
+        if cached.get("n_steps") == self.n_steps and all(k in cached.get("keys", {}) for k in wanted):
+            return {k: cached["keys"][k] for k in wanted}
+        computed = {}
+        for key in self.keys:
+            array = self.array(key)
+            if kind_of(key) != "lowdim" or key in STATS_KEYS_SKIPPED or array.dtype.kind not in "fiub":
+                continue
+            values = np.asarray(array[: self.n_steps], dtype=np.float64).reshape(self.n_steps, -1)
+            if not len(values):
+                continue
+            computed[key] = {
+                "mean": values.mean(0).tolist(), "std": values.std(0).tolist(),
+                "min": values.min(0).tolist(), "max": values.max(0).tolist(),
+                "q01": np.quantile(values, 0.01, axis=0).tolist(), "q99": np.quantile(values, 0.99, axis=0).tolist(),
+            }
+        if save and self.mode == "a":
+            self.root["meta"].attrs["stats"] = {"n_steps": self.n_steps, "keys": computed}
+        missing = [k for k in wanted if k not in computed]
+        if missing:
+            raise KeyError(f"no statistics for {missing}: not numeric low-dimensional keys of {self.path}")
+        return {k: computed[k] for k in wanted}
+
+    # ---- maintenance -------------------------------------------------------------------------------
+
+    def delete_episodes(self, indices: Iterable[int]) -> int:
+        """Remove episodes by index (rewrites the store into a sibling directory and swaps it in;
+        image chunks are hard-linked or copied, never re-encoded). Returns the new episode count."""
+        self._require_writable()
+        drop = {int(i) % self.n_episodes for i in indices if -self.n_episodes <= int(i) < self.n_episodes}
+        bad = [int(i) for i in indices if not -self.n_episodes <= int(i) < self.n_episodes]
+        if bad:
+            raise IndexError(f"episodes {bad} out of range; {self.path} has {self.n_episodes} episodes")
+        keep = [i for i in range(self.n_episodes) if i not in drop]
+        tmp = self.path.with_name(self.path.name + ".rewrite")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        copy_episodes(self, tmp, keep)
+        old = self.path.with_name(self.path.name + ".old")
+        os.replace(self.path, old)
+        os.replace(tmp, self.path)
+        shutil.rmtree(old)
+        reopened = DemoStore.open(self.path, mode="a")
+        self.root = reopened.root
+        self.refresh()
+        return self.n_episodes
+
+    def __repr__(self) -> str:
+        return f"DemoStore({str(self.path)!r}, episodes={self.n_episodes}, steps={self.n_steps}, keys={self.keys})"
+
+
+def _truncate_clean(array: zarr.Array, n: int) -> None:
+    """Shrink a 1-D meta array to ``n`` entries and reset the stale values past ``n`` in its last
+    chunk to the fill value, so a later grow-then-write that is interrupted can never expose them."""
+    chunk = array.chunks[0]
+    padded = min(array.shape[0], -(-n // chunk) * chunk) if n else 0
+    if padded > n:
+        array[n:padded] = array.fill_value if array.dtype.kind != "O" else ""
+    array.resize((n,))
+
+
+def normalize_meta(meta: Mapping[str, Any], length: int) -> dict[str, Any]:
+    """The stored form of an episode's metadata; raises on a missing or unknown ``source``."""
+    info = _jsonable(dict(meta))
+    source = info.get("source")
+    if source not in SOURCES:
+        raise ValueError(f"episode meta 'source' must be one of {', '.join(SOURCES)}, got {source!r}")
+    info["task"] = str(info.get("task", ""))
+    info["success"] = bool(info.get("success", False))
+    info["operator"] = str(info.get("operator", ""))
+    info["duration_s"] = float(info.get("duration_s", 0.0))
+    info["length"] = int(length)
+    info.setdefault("committed_utc", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    json.dumps(info)
+    return info
+
+
+def cameras_from_cell(cell: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Camera calibration from a cell config dict: image size, rate, pose, and pinhole intrinsics
+    from ``fov_y_deg`` (square pixels, centred principal point: what the twin renders)."""
+    if not cell or not cell.get("cameras"):
+        return None
+    cameras = {}
+    for camera in cell["cameras"]:
+        width, height = int(camera.get("width_px", 0)), int(camera.get("height_px", 0))
+        entry = {k: camera[k] for k in ("type", "width_px", "height_px", "fps", "depth", "mount", "pos_m", "look_at_m", "up",
+                                        "fov_y_deg") if k in camera}
+        if "fov_y_deg" in camera and height:
+            f_px = height / 2.0 / np.tan(np.deg2rad(float(camera["fov_y_deg"])) / 2.0)
+            entry["intrinsics"] = {"width_px": width, "height_px": height, "fx_px": float(f_px), "fy_px": float(f_px),
+                                   "cx_px": (width - 1) / 2.0, "cy_px": (height - 1) / 2.0}
+        cameras[str(camera.get("name", f"camera{len(cameras)}"))] = entry
+    return cameras
+
+
+def copy_episodes(source: DemoStore, destination: str | Path, episodes: Iterable[int],
+                  transform: Any = None, jpeg_quality: int | None = None, progress: Any = None) -> DemoStore:
+    """A new store at ``destination`` with the given episodes of ``source`` (in that order).
+
+    Chunk-per-frame arrays are hard-linked (or copied) chunk by chunk, never re-encoded, unless
+    ``transform(key, frames) -> frames`` changes them (``robolearn data resize``).
+    """
+    out = DemoStore.create(destination, cell_config=source.cell_config, cameras=source.cameras,
+                           jpeg_quality=jpeg_quality or source.jpeg_quality)
+    for count, index in enumerate(episodes):
+        span = source.episode_slice(index)
+        length = span.stop - span.start
+        specs, direct = {}, {}
+        for key in source.keys:
+            array = source.array(key)
+            if transform is None and kind_of(key) != "lowdim":
+                specs[key] = (tuple(array.shape[1:]), array.dtype)
+            else:
+                direct[key] = array[span] if transform is None else transform(key, array[span])
+                specs[key] = (direct[key].shape[1:], direct[key].dtype)
+        out.prepare_keys(specs)
+        start = out.n_steps
+        for key in specs:
+            if key in direct:
+                out.write_block(key, start, direct[key])
+            else:
+                out.link_frames(source, key, span.start, start, length)
+        out.commit(length, source.episode_meta(index))
+        if progress:
+            progress(count + 1)
+    return out
+
+
+def _same_encoding(a: zarr.Array, b: zarr.Array) -> bool:
+    """Whether chunks of ``a`` are valid chunks of ``b`` (same frame shape, dtype and codecs)."""
+    return {**a.metadata.to_dict(), "shape": None} == {**b.metadata.to_dict(), "shape": None}
+
+
+def _link_chunk(src: Path, dst: Path) -> None:
+    if not src.exists():
+        return
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
