@@ -1,0 +1,118 @@
+"""Transport benchmark: 640×480 RGB ``sensor_msgs/Image`` at 30 Hz across two processes.
+
+The same run measures raw zenoh puts of the same CDR bytes (the baseline) and the robolearn node
+API (rosbags CDR serialization, rmw_zenoh key expression and attachment, deserialization and dispatch
+on the subscriber's spin thread). Latency is one-way, publish call to subscriber callback, on the
+host monotonic clock shared by both processes. Prints one JSON line last:
+``image_30hz_p50_ms``, ``image_30hz_p99_ms``, ``image_30hz_loss`` (node API), the raw baseline's
+p50/p99, and ``overhead_vs_raw_zenoh`` (node p50 / raw p50). Targets: loss 0, p99 ≤ 15 ms,
+overhead ≤ 1.5×.
+
+    python bench/transport.py [--frames 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import zenoh
+
+from robolearn.interfaces import now_ns
+from robolearn.ros import Node, ZenohSettings, messages
+from robolearn.ros.zenoh_backend import free_endpoint, open_router
+
+RAW_KEY = "bench/raw_image"
+TOPIC = "/bench/image"
+HEIGHT, WIDTH, RATE_HZ = 480, 640, 30.0
+
+
+def subscriber(endpoint: str, frames: int) -> None:
+    """Child process: receive both streams, print latencies (ms) as JSON."""
+    settings = ZenohSettings(router_endpoint=endpoint)
+    raw_ms: list[float] = []
+    node_ms: list[float] = []
+    raw = zenoh.open(settings.session_config())
+    raw.declare_subscriber(RAW_KEY, lambda s: raw_ms.append(
+        (now_ns() - struct.unpack_from("<q", s.attachment.to_bytes(), 8)[0]) / 1e6) if s.payload.to_bytes() else None)
+    node = Node("bench_listener", settings=settings)
+    node.create_subscription(messages.IMAGE, TOPIC, lambda r: node_ms.append(
+        (now_ns() - r.source_stamp_ns) / 1e6 if messages.image_array(r.msg).shape == (HEIGHT, WIDTH, 3) else -1.0),
+        depth=frames)
+    print("ready", flush=True)
+    node.spin(until=lambda: len(node_ms) >= frames, timeout_s=frames / RATE_HZ * 2 + 30)
+    node.close()
+    raw.close()
+    print(json.dumps({"raw_ms": raw_ms, "node_ms": node_ms}), flush=True)
+
+
+def publish_at_rate(frames: int, send) -> None:
+    period_s = 1.0 / RATE_HZ
+    start = time.monotonic()
+    for i in range(frames):
+        delay = start + i * period_s - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        send(i)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=300, help="frames per stream (default 300: 10 s at 30 Hz)")
+    parser.add_argument("--role", default="main", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "sub":
+        subscriber(args.endpoint, args.frames)
+        return
+
+    endpoint = free_endpoint()
+    router = open_router(endpoint)
+    settings = ZenohSettings(router_endpoint=endpoint)
+    child = subprocess.Popen([sys.executable, __file__, "--role", "sub", "--endpoint", endpoint,
+                              "--frames", str(args.frames)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    rgb = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    node = Node("bench_talker", settings=settings)
+    publisher = node.create_publisher(messages.IMAGE, TOPIC, depth=10)
+    raw = zenoh.open(settings.session_config())
+    raw_publisher = raw.declare_publisher(RAW_KEY, congestion_control=zenoh.CongestionControl.BLOCK)
+    time.sleep(1.0)
+    cdr = bytes(messages.serialize(messages.image_msg(rgb, now_ns(), "bench"), messages.IMAGE))
+    gid = bytes(16)
+
+    def send_raw(i: int) -> None:
+        raw_publisher.put(cdr, attachment=struct.pack("<qqB16s", i + 1, now_ns(), 16, gid))
+
+    def send_node(i: int) -> None:
+        publisher.publish(messages.image_msg(rgb, now_ns(), "bench"))
+
+    publish_at_rate(args.frames, send_raw)
+    publish_at_rate(args.frames, send_node)
+    output, _ = child.communicate(timeout=args.frames / RATE_HZ * 2 + 60)
+    result_lines = [line for line in output.splitlines() if line.startswith("{")]
+    data = json.loads(result_lines[-1])
+    node.close()
+    raw.close()
+    router.close()
+    raw_ms, node_ms = np.array(data["raw_ms"]), np.array(data["node_ms"])
+    result = {
+        "frames": args.frames,
+        "image_30hz_p50_ms": round(float(np.percentile(node_ms, 50)), 3),
+        "image_30hz_p99_ms": round(float(np.percentile(node_ms, 99)), 3),
+        "image_30hz_loss": round(1.0 - len(node_ms) / args.frames, 4),
+        "raw_zenoh_p50_ms": round(float(np.percentile(raw_ms, 50)), 3),
+        "raw_zenoh_p99_ms": round(float(np.percentile(raw_ms, 99)), 3),
+        "raw_zenoh_loss": round(1.0 - len(raw_ms) / args.frames, 4),
+        "overhead_vs_raw_zenoh": round(float(np.percentile(node_ms, 50) / np.percentile(raw_ms, 50)), 3),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

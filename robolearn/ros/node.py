@@ -1,0 +1,237 @@
+"""The node API every robolearn ROS 2 node is written against, with two backends.
+
+``Node(name, backend="zenoh" | "rclpy" | "auto")`` gives publishers, subscriptions, timers and
+parameters in the style of rclpy. Messages are rosbags dataclasses named by their ROS type string
+(``"sensor_msgs/msg/Image"``, see ``robolearn.ros.messages``). Subscription callbacks and timers run
+on the thread that calls ``spin`` (one at a time, like rclpy's single-threaded executor), so node code
+needs no locks. ``spin`` returns on ``shutdown()``, SIGINT or SIGTERM, after which ``close`` undeclares
+everything; a node is also a context manager.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from robolearn.ros import messages
+from robolearn.ros.zenoh_backend import ZenohSettings, unpack_attachment
+
+
+@dataclass
+class Received:
+    """One delivered message: the message, its CDR bytes, and the rmw attachment fields."""
+
+    msg: Any
+    cdr: bytes
+    sequence: int
+    source_stamp_ns: int
+
+
+class Publisher:
+    def __init__(self, impl: Any, typename: str):
+        self._impl, self.typename = impl, typename
+
+    def publish(self, msg: Any) -> None:
+        self._impl.publish(msg)
+
+    def publish_cdr(self, cdr: bytes | memoryview) -> None:
+        """Publish already serialized CDR (with encapsulation header) without re-serializing."""
+        self._impl.publish_cdr(cdr)
+
+    def has_subscribers(self) -> bool:
+        """Whether any subscription on the graph matches this publisher now."""
+        return self._impl.has_subscribers()
+
+
+class Timer:
+    def __init__(self, period_s: float, callback: Callable[[], None]):
+        if period_s <= 0:
+            raise ValueError(f"timer period must be positive, got {period_s} s")
+        self.period_s, self.callback = period_s, callback
+        self.next_s = time.monotonic() + period_s
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def rclpy_available() -> bool:
+    try:
+        import rclpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Node:
+    """A ROS 2 node. ``parameters``: initial values for ``declare_parameter`` (e.g. from the command line).
+
+    backend: ``zenoh`` (default, pure pip), ``rclpy`` (needs a ROS 2 install) or ``auto`` (rclpy when
+    importable). settings: zenoh session settings (ignored by rclpy).
+    """
+
+    def __init__(self, name: str, namespace: str = "/", backend: str = "zenoh",
+                 parameters: dict[str, Any] | None = None, settings: ZenohSettings | None = None):
+        if backend == "auto":
+            backend = "rclpy" if rclpy_available() else "zenoh"
+        if backend == "zenoh":
+            from robolearn.ros.zenoh_backend import ZenohNodeBackend
+
+            self._backend: Any = ZenohNodeBackend(name, namespace, settings)
+        elif backend == "rclpy":
+            from robolearn.ros.rclpy_backend import RclpyNodeBackend
+
+            self._backend = RclpyNodeBackend(name, namespace)
+        else:
+            raise ValueError(f"unknown ROS backend {backend!r}; use zenoh, rclpy or auto")
+        self.name, self.backend = name, backend
+        self._overrides = dict(parameters or {})
+        self._parameters: dict[str, Any] = {}
+        self._events: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._timers: list[Timer] = []
+        self._stop = threading.Event()
+        self._closed = False
+        self._saved_handlers: dict[int, Any] = {}
+
+    @property
+    def backend_impl(self) -> Any:
+        return self._backend
+
+    def declare_parameter(self, name: str, default: Any) -> Any:
+        """The parameter's value: the override given at construction, else ``default``."""
+        value = self._overrides.get(name, default)
+        if default is not None and value is not None and not isinstance(value, type(default)):
+            try:
+                value = type(default)(value)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"parameter {name!r} of node {self.name!r} must be {type(default).__name__}, "
+                                 f"got {value!r}") from err
+        self._parameters[name] = value
+        return value
+
+    def get_parameter(self, name: str) -> Any:
+        if name not in self._parameters:
+            raise KeyError(f"parameter {name!r} is not declared on node {self.name!r}")
+        return self._parameters[name]
+
+    def create_publisher(self, typename: str, topic: str, depth: int = 10, reliable: bool = True) -> Publisher:
+        messages.msg_class(typename)
+        return Publisher(self._backend.create_publisher(typename, topic, depth, reliable), typename)
+
+    def create_subscription(self, typename: str, topic: str, callback: Callable[[Received], None],
+                            depth: int = 10, reliable: bool = True) -> Any:
+        """``callback(Received)`` runs in ``spin``. At most ``depth`` messages wait; older ones are dropped
+        (keep-last history)."""
+        messages.msg_class(typename)
+        pending: queue.SimpleQueue[tuple[bytes, bytes | None]] = queue.SimpleQueue()
+        waiting = [0]
+        lock = threading.Lock()
+
+        def deliver() -> None:
+            with lock:
+                if waiting[0] == 0:
+                    return
+                waiting[0] -= 1
+            cdr, attachment = pending.get_nowait()
+            sequence, stamp = -1, 0
+            if attachment is not None:
+                sequence, stamp, _ = unpack_attachment(attachment)
+            callback(Received(messages.deserialize(cdr, typename), cdr, sequence, stamp))
+
+        def on_data(cdr: bytes, attachment: bytes | None) -> None:
+            with lock:
+                pending.put((cdr, attachment))
+                waiting[0] += 1
+                while waiting[0] > depth:
+                    pending.get_nowait()
+                    waiting[0] -= 1
+            self._events.put(deliver)
+
+        return self._backend.create_subscription(typename, topic, on_data, depth, reliable)
+
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(period_s, callback)
+        self._timers.append(timer)
+        return timer
+
+    def spin_once(self, timeout_s: float = 0.1) -> None:
+        """Run due timers and at most the pending callbacks, waiting up to ``timeout_s`` for one."""
+        now = time.monotonic()
+        for timer in self._timers:
+            if not timer.cancelled and now >= timer.next_s:
+                timer.next_s = max(timer.next_s + timer.period_s, now)
+                timer.callback()
+        live = [t.next_s for t in self._timers if not t.cancelled]
+        wait_s = max(0.0, min([timeout_s, *(t - time.monotonic() for t in live)]))
+        try:
+            event = self._events.get(timeout=wait_s)
+        except queue.Empty:
+            return
+        while event is not None:
+            event()
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                event = None
+
+    def spin(self, until: Callable[[], bool] | None = None, timeout_s: float | None = None) -> None:
+        """Process callbacks and timers until ``shutdown()``, SIGINT/SIGTERM (main thread only),
+        ``until()`` is true, or ``timeout_s`` passed."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda *_: self.shutdown())
+        try:
+            while not self._stop.is_set():
+                if until is not None and until():
+                    return
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                self.spin_once(0.05)
+            self._drain()
+        finally:
+            if self._stop.is_set():
+                # A second Ctrl-C must not interrupt the clean close; ``close`` restores the handlers.
+                self._saved_handlers.update(previous)
+            else:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    def _drain(self) -> None:
+        """Run the callbacks of messages that arrived before shutdown, so none is lost on a clean stop."""
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if event is not None:
+                event()
+
+    def shutdown(self) -> None:
+        """Make ``spin`` return (safe from any thread and from signal handlers)."""
+        self._stop.set()
+        self._events.put(None)
+
+    @property
+    def ok(self) -> bool:
+        return not self._stop.is_set()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._backend.close()
+        for sig, handler in self._saved_handlers.items():
+            signal.signal(sig, handler)
+        self._saved_handlers.clear()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()

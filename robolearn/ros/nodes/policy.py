@@ -1,0 +1,92 @@
+"""The policy node: runs a ``Policy`` at the control rate on observations assembled from the graph.
+
+It acts only on fresh data: every key in ``policy.observation_keys`` must have arrived, and every
+camera image must be younger than ``safety.frame_timeout_s`` (by its capture stamp against the
+host clock). Otherwise it publishes no command (the arm node's watchdog then holds the arm) and
+publishes a ``stale_frame`` violation saying which key is missing or how old it is, once per change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robolearn.cell import CellConfig
+from robolearn.interfaces import EEDeltaCommand, Policy, Violation, now_ns
+from robolearn.ros import messages
+from robolearn.ros.node import Node, Received
+from robolearn.ros.nodes import topics
+from robolearn.ros.nodes.twin import FLOAT_ARRAY
+
+
+def action_to_ee_delta(action: np.ndarray, cell: CellConfig) -> EEDeltaCommand:
+    """Env action ``(7,)`` in [-1, 1] → one control step in metres and radians, gripper in [0, 1]."""
+    action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+    return EEDeltaCommand(action[:3] * cell.safety.max_step_m, action[3:6] * cell.safety.max_rot_step_rad,
+                          float((action[6] + 1.0) / 2.0))
+
+
+class PolicyNode:
+    def __init__(self, node: Node, policy: Policy, cell: CellConfig, observation_keys: list[str]):
+        self.node, self.policy, self.cell = node, policy, cell
+        self.keys = list(observation_keys)
+        self.frame_timeout_ns = int(cell.safety.frame_timeout_s * 1e9)
+        self.latest: dict[str, np.ndarray] = {}
+        self.stamps: dict[str, int] = {}
+        self.refused_key: str | None = None
+        self.actions = 0
+        self._joints = self._pose = None
+        node.create_subscription(messages.JOINT_STATE, topics.JOINT_STATES, self.on_joints)
+        node.create_subscription(messages.POSE_STAMPED, topics.EE_POSE, self.on_pose)
+        node.create_subscription(FLOAT_ARRAY, topics.OBJECT_STATE,
+                                 lambda r: self.latest.__setitem__("object_state", np.asarray(r.msg.data, np.float32)))
+        for key in self.keys:
+            kind, _, camera = key.partition("_")
+            if kind in ("rgb", "depth"):
+                topic = topics.camera_image(camera) if kind == "rgb" else topics.camera_depth(camera)
+                node.create_subscription(messages.IMAGE, topic, lambda r, key=key: self.on_image(key, r), depth=1)
+        self.command_pub = node.create_publisher(messages.EE_DELTA_COMMAND, topics.ARM_COMMAND)
+        self.violation_pub = node.create_publisher(messages.SAFETY_VIOLATION, topics.VIOLATIONS, depth=100)
+        node.create_timer(cell.control_dt_s, self.tick)
+        policy.reset()
+
+    def on_joints(self, received: Received) -> None:
+        self._joints = received.msg
+        self._update_state()
+
+    def on_pose(self, received: Received) -> None:
+        self._pose = received.msg
+        self._update_state()
+
+    def _update_state(self) -> None:
+        if self._joints is not None and self._pose is not None:
+            self.latest["state"] = messages.arm_state(self._joints, self._pose).proprio()
+
+    def on_image(self, key: str, received: Received) -> None:
+        self.latest[key] = messages.image_array(received.msg)
+        self.stamps[key] = messages.stamp_ns(received.msg)
+
+    def check(self, now: int) -> tuple[str, str] | None:
+        """``(what, reason)`` when the node must not act now (``what`` = ``<key>:missing`` or
+        ``<key>:stale``, to say each refusal once), else None."""
+        for key in self.keys:
+            if key not in self.latest:
+                return f"{key}:missing", f"no {key} received yet; not acting"
+            if key in self.stamps and now - self.stamps[key] > self.frame_timeout_ns:
+                age_ms = (now - self.stamps[key]) / 1e6
+                return f"{key}:stale", f"{key} is {age_ms:.0f} ms old (frame_timeout_s {self.cell.safety.frame_timeout_s}); not acting"
+        return None
+
+    def tick(self) -> None:
+        now = now_ns()
+        blocked = self.check(now)
+        if blocked is not None:
+            key, reason = blocked
+            if key != self.refused_key:
+                self.violation_pub.publish(messages.violation_msg(Violation("stale_frame", reason), now))
+                print(f"robolearn policy node: {reason}", flush=True)
+            self.refused_key = key
+            return
+        self.refused_key = None
+        action = self.policy.act({key: self.latest[key] for key in self.keys})
+        self.command_pub.publish(messages.ee_delta_msg(action_to_ee_delta(action, self.cell), now))
+        self.actions += 1

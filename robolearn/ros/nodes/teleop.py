@@ -1,0 +1,43 @@
+"""The teleop node: a ``Teleop`` device → ``TeleopCommand`` (buttons and normalized motion) and the
+arm command it stands for (scaled by the cell's ``max_step_m`` / ``max_rot_step_rad``)."""
+
+from __future__ import annotations
+
+from robolearn.cell import CellConfig
+from robolearn.interfaces import EEDeltaCommand, Teleop, TeleopCommand, now_ns
+from robolearn.ros import messages
+from robolearn.ros.node import Node
+from robolearn.ros.nodes import topics
+
+
+def teleop_to_ee_delta(command: TeleopCommand, cell: CellConfig) -> EEDeltaCommand:
+    """Normalized ``ee_delta`` in [-1, 1] → metres and radians for one control step (the env's action
+    scaling)."""
+    delta = command.ee_delta
+    return EEDeltaCommand(delta[:3] * cell.safety.max_step_m, delta[3:6] * cell.safety.max_rot_step_rad,
+                          float(command.gripper_closed))
+
+
+class TeleopPublisher:
+    def __init__(self, node: Node, cell: CellConfig):
+        self.cell = cell
+        self.teleop_pub = node.create_publisher(messages.TELEOP_COMMAND, topics.TELEOP, depth=100)
+        self.command_pub = node.create_publisher(messages.EE_DELTA_COMMAND, topics.ARM_COMMAND)
+
+    def publish(self, command: TeleopCommand) -> None:
+        stamp = now_ns()
+        self.teleop_pub.publish(messages.teleop_msg(command, stamp))
+        self.command_pub.publish(messages.ee_delta_msg(teleop_to_ee_delta(command, self.cell), stamp))
+
+
+def run_teleop(node: Node, teleop: Teleop, cell: CellConfig) -> None:
+    """Standalone teleop node: read the device at the control rate and publish; ``quit`` ends the node."""
+    publisher = TeleopPublisher(node, cell)
+
+    def tick() -> None:
+        command = teleop.read()
+        publisher.publish(command)
+        if command.quit:
+            node.shutdown()
+
+    node.create_timer(cell.control_dt_s, tick)

@@ -1,0 +1,89 @@
+"""The arm node clips, rejects and holds, publishing a violation each time (on the twin's SimArm)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from robolearn.cell import load_cell
+from robolearn.interfaces import EEDeltaCommand, now_ns
+from robolearn.ros import Node, ZenohSettings, messages
+from robolearn.ros.nodes import topics
+from robolearn.ros.nodes.arm import ArmNode
+from robolearn.ros.zenoh_backend import free_endpoint, open_router
+
+CELL = "configs/cells/sim_panda.yaml"
+
+
+@pytest.fixture
+def graph():
+    """An arm node on the twin (workspace ceiling at z = 0.05 m, below the home pose) spinning in a
+    thread, and a client node that commands it and collects violations."""
+    from robolearn.sim import Twin
+
+    endpoint = free_endpoint()
+    router = open_router(endpoint)
+    settings = ZenohSettings(router_endpoint=endpoint)
+    cell = load_cell(CELL, ["safety.workspace_max_m=[0.75, 0.35, 0.05]", "safety.command_timeout_s=0.3", "cameras=[]"])
+    twin = Twin(cell)
+    arm_node = Node("arm", settings=settings)
+    arm = ArmNode(arm_node, twin.arm, cell, after_tick=lambda: twin.advance(cell.control_dt_s))
+    spinner = threading.Thread(target=arm_node.spin, daemon=True)
+    spinner.start()
+    client = Node("client", settings=settings)
+    violations: list = []
+    client.create_subscription(messages.SAFETY_VIOLATION, topics.VIOLATIONS,
+                               lambda r: violations.append(messages.violation(r.msg)), depth=100)
+    poses: list = []
+    client.create_subscription(messages.POSE_STAMPED, topics.EE_POSE, lambda r: poses.append(r.msg))
+    command = client.create_publisher(messages.EE_DELTA_COMMAND, topics.ARM_COMMAND)
+    client.spin(until=lambda: len(poses) > 2, timeout_s=10)
+    yield client, command, violations, arm, poses
+    arm_node.shutdown()
+    spinner.join(timeout=5)
+    client.close()
+    arm_node.close()
+    router.close()
+
+
+def send(client, command, cmd: EEDeltaCommand, times: int = 1) -> None:
+    for _ in range(times):
+        command.publish(messages.ee_delta_msg(cmd, now_ns()))
+        client.spin(timeout_s=0.1)
+
+
+def wait_for(client, violations, kind: str, timeout_s: float = 5.0) -> list:
+    client.spin(until=lambda: any(v.kind == kind for v in violations), timeout_s=timeout_s)
+    return [v for v in violations if v.kind == kind]
+
+
+def test_out_of_workspace_command_is_clipped_and_reported(graph):
+    client, command, violations, arm, _ = graph
+    start_z = arm.arm.target_pos_m[2]
+    send(client, command, EEDeltaCommand(np.array([0.0, 0.0, 0.02]), np.zeros(3), 0.0), times=3)
+    clipped = wait_for(client, violations, "workspace")
+    assert clipped and "clipped into box" in clipped[0].detail
+    assert arm.arm.target_pos_m[2] < start_z  # the upward command became a move towards the box
+
+
+def test_nan_command_is_rejected_and_reported(graph):
+    client, command, violations, arm, _ = graph
+    before = arm.arm.target_pos_m.copy()
+    send(client, command, EEDeltaCommand(np.array([np.nan, 0.0, 0.0]), np.zeros(3), 0.0))
+    rejected = wait_for(client, violations, "nan")
+    assert rejected and "rejected" in rejected[0].detail
+    np.testing.assert_allclose(arm.arm.target_pos_m, before)
+
+
+def test_stale_command_stream_holds_the_arm(graph):
+    client, command, violations, arm, _ = graph
+    send(client, command, EEDeltaCommand(np.array([0.005, 0.0, 0.0]), np.zeros(3), 0.0), times=3)
+    assert not any(v.kind == "stale_command" for v in violations)
+    stale = wait_for(client, violations, "stale_command")
+    assert stale and "holding" in stale[0].detail
+    assert arm.holding
+    held = arm.arm.target_pos_m.copy()
+    client.spin(timeout_s=0.5)
+    np.testing.assert_allclose(arm.arm.target_pos_m, held)
