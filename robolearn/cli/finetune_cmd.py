@@ -1,0 +1,51 @@
+"""``robolearn finetune``: online RL (RLPD, Cal-QL, WSRL) on the twin with demonstrations from a store."""
+
+from __future__ import annotations
+
+import argparse
+
+from robolearn.cli.common import add_json_flag, emit
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "finetune", help="fine-tune a policy online on the twin (rlpd, calql, wsrl)",
+        description="Online RL on the twin: RLPD samples demonstrations from the store and online data 50/50; "
+        "Cal-QL and WSRL start from a pretrained checkpoint (--init; WSRL first runs it frozen for its warm-up "
+        "steps, then trains on online data only). Every online episode is appended to the store. With "
+        "--actors K, K actor processes stream transitions to this process (the learner) over Zenoh. With a "
+        "learned --reward, the env reward is replaced by the model's and its false-positive rate against the "
+        "twin's ground truth is reported. Writes OUT/last (model.safetensors + config.json).",
+    )
+    parser.add_argument("--algo", required=True, choices=["rlpd", "calql", "wsrl"], help="algorithm")
+    parser.add_argument("--init", default=None, help="checkpoint directory to start from (robolearn train output)")
+    parser.add_argument("--store", required=True, help="DemoStore path: demonstrations in, online episodes out")
+    parser.add_argument("--task", required=True, help="task name (reach, pick_cube, push_cube)")
+    parser.add_argument("--cell", default="configs/cells/sim_panda.yaml", help="cell YAML (default: %(default)s)")
+    parser.add_argument("--reward", default="oracle",
+                        help="oracle (twin ground truth), classifier:<ckpt>, clip:<yaml>, vlm:<yaml>, preference:<ckpt>")
+    parser.add_argument("--actors", type=int, default=0,
+                        help="actor processes over Zenoh; 0 runs actor and learner in this process (default)")
+    parser.add_argument("--steps", type=int, default=20_000, help="online env steps in total (default: %(default)s)")
+    parser.add_argument("--out", default=None, help="output directory (default: runs/<algo>_<task>_online)")
+    parser.add_argument("--config", default=None, help="algorithm YAML (default: configs/algos/<algo>.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an algorithm config value, e.g. --set utd=4 (repeatable)")
+    parser.add_argument("--obs", default=None, help="comma-separated observation keys (default: state and object_state)")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="final twin evaluation episodes")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--seed", type=int, default=0)
+    add_json_flag(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from robolearn.learn.finetune import finetune
+
+    if args.algo == "wsrl" and args.init is None:
+        raise SystemExit("robolearn: wsrl fine-tunes a pretrained policy; pass --init CKPT (e.g. from robolearn train --algo calql)")
+    result = finetune(args.algo, args.store, args.task, args.cell, args.steps, args.out or f"runs/{args.algo}_{args.task}_online",
+                      args.init, args.reward, args.actors, args.config, tuple(args.overrides),
+                      args.obs.split(",") if args.obs else None, args.device, args.seed, args.eval_episodes)
+    emit(result, args.json)
+    return 0

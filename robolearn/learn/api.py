@@ -1,0 +1,249 @@
+"""Train robolearn's agents on any gymnasium env with Box spaces (state or pixel observations).
+
+Example::
+
+    import gymnasium as gym
+    from robolearn.learn.api import train_online, evaluate
+    from robolearn.learn.sac import SACConfig
+
+    env = gym.make("Pendulum-v1")
+    result = train_online(env, SACConfig(algo="rlpd", n_critics=10, utd=1, start_steps=1000), total_steps=10_000)
+    print(evaluate(gym.make("Pendulum-v1"), result.policy, episodes=5))
+
+Box observations become ``{"state": obs}``; Dict observations keep their keys (uint8 ``(H, W, 3)``
+entries are treated as images and should be named ``rgb_<camera>``). Actions are rescaled from the
+agent's [−1, 1] to the env's Box bounds.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from robolearn.learn.agents import config_to_dict, make_agent
+from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
+from robolearn.learn.checkpoint import save_checkpoint
+from robolearn.learn.losses import wsrl_in_warmup
+from robolearn.learn.policy import AgentPolicy, pick_device
+
+Obs = dict[str, np.ndarray]
+
+
+def observation_spaces(space: gym.Space) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """key → (shape, dtype) for a Box or a Dict of Boxes."""
+    if isinstance(space, gym.spaces.Box):
+        return {"state": (space.shape, np.dtype(np.float32))}
+    if isinstance(space, gym.spaces.Dict):
+        out = {}
+        for key, sub in space.spaces.items():
+            if not isinstance(sub, gym.spaces.Box):
+                raise TypeError(f"observation {key!r} is a {type(sub).__name__}; only Box entries are supported")
+            out[key] = (sub.shape, np.dtype(np.uint8) if sub.dtype == np.uint8 else np.dtype(np.float32))
+        return out
+    raise TypeError(f"observation space {space} is not a Box or Dict of Boxes")
+
+
+def as_obs_dict(obs: Any, keys: list[str] | None = None) -> Obs:
+    if isinstance(obs, dict):
+        return {k: obs[k] for k in (keys or obs)}
+    return {"state": np.asarray(obs, np.float32)}
+
+
+class ActionScaler:
+    """Maps agent actions in [−1, 1] to the env's Box bounds."""
+
+    def __init__(self, space: gym.spaces.Box):
+        if not isinstance(space, gym.spaces.Box):
+            raise TypeError(f"action space {space} is not a Box")
+        self.low, self.high = space.low.astype(np.float32), space.high.astype(np.float32)
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        return (self.low + (np.asarray(action, np.float32) + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
+
+
+@dataclass
+class TrainResult:
+    agent: torch.nn.Module
+    policy: AgentPolicy
+    episode_returns: list[float] = field(default_factory=list)
+    episode_successes: list[bool] = field(default_factory=list)
+    env_steps: int = 0
+    updates: int = 0
+
+
+def evaluate(env: gym.Env, policy: Any, episodes: int = 10, seed: int = 10_000) -> dict[str, float]:
+    """Mean return and success rate (``info["success"]`` when the env reports it) of ``policy``."""
+    scale = ActionScaler(env.action_space)
+    returns, successes = [], []
+    for ep in range(episodes):
+        obs, info = env.reset(seed=seed + ep)
+        policy.reset()
+        total, success, done = 0.0, False, False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(scale(policy.act(as_obs_dict(obs))))
+            total += float(reward)
+            success = success or bool(info.get("success", False))
+            done = terminated or truncated
+        returns.append(total)
+        successes.append(success)
+    return {"mean_return": float(np.mean(returns)), "success_rate": float(np.mean(successes))}
+
+
+def train_online(env: gym.Env, cfg: Any, total_steps: int, demos: ReplayBuffer | None = None,
+                 init_agent: torch.nn.Module | None = None, device: str | torch.device | None = None,
+                 seed: int = 0, obs_keys: list[str] | None = None,
+                 on_episode: Callable[[dict[str, np.ndarray], dict], None] | None = None,
+                 capacity: int = 1_000_000, progress: bool = True, log: Callable[[int, dict], None] | None = None,
+                 compile: bool = False, every: int = 0,
+                 on_every: Callable[[int, TrainResult], bool] | None = None) -> TrainResult:
+    """Online SAC-family training (``cfg.algo`` rlpd | calql | wsrl | sac) in one process.
+
+    demos: transitions sampled symmetrically with online data (RLPD); init_agent: a pretrained agent to
+    start from (Cal-QL/WSRL fine-tuning; WSRL first runs its frozen policy for ``cfg.warmup_steps``);
+    obs_keys: the observation keys the agent sees (default: all; episodes keep all); on_episode(arrays, meta) receives
+    every finished episode (e.g. to append it to a DemoStore); on_every(env_steps, result) runs every
+    ``every`` env steps (evaluation, checkpoints) and stops training by returning True.
+    """
+    device = pick_device(device)
+    torch.manual_seed(seed)
+    spaces = observation_spaces(env.observation_space)
+    keys = sorted(obs_keys or spaces)
+    spaces = {k: spaces[k] for k in keys}
+    action_dim = int(np.prod(env.action_space.shape))
+    agent = init_agent if init_agent is not None else make_agent(cfg, {k: s for k, (s, _) in spaces.items()}, action_dim)
+    agent = agent.to(device)
+    if compile:
+        agent.critic.forward = torch.compile(agent.critic.forward)
+    frozen = copy.deepcopy(agent).eval() if (init_agent is not None and cfg.warmup_steps) else None
+    online = ReplayBuffer(spaces, action_dim, capacity, seed=seed)
+    demo = demos if demos is not None else ReplayBuffer(spaces, action_dim, 1, seed=seed + 1)
+    buffer = MixedBuffer(demo, online, cfg.offline_fraction if demos is not None else 0.0)
+    policy = AgentPolicy(agent, keys, device, deterministic=False)
+    scale = ActionScaler(env.action_space)
+    result = TrainResult(agent, AgentPolicy(agent, keys, device))
+    autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
+    raw, _ = env.reset(seed=seed)
+    full, obs = as_obs_dict(raw), as_obs_dict(raw, keys)
+    episode: dict[str, list] = {}
+    ep_return, ep_success = 0.0, False
+    bar = tqdm(total=total_steps, disable=not progress, desc=cfg.algo, leave=False)
+    for step in range(total_steps):
+        warm = frozen is not None and wsrl_in_warmup(step, cfg.warmup_steps)
+        if warm:
+            action = AgentPolicy(frozen, keys, device, deterministic=False).act(obs)
+        elif step < cfg.start_steps and init_agent is None and demos is None:
+            action = np.random.default_rng(seed + step).uniform(-1, 1, action_dim).astype(np.float32)
+        else:
+            agent.train()
+            action = policy.act(obs)
+        next_raw, reward, terminated, truncated, info = env.step(scale(action))
+        next_obs = as_obs_dict(next_raw, keys)
+        success = bool(info.get("success", False))
+        buffer.add(obs, action, float(reward), next_obs, bool(terminated), intervention=bool(info.get("intervention", False)))
+        for k, v in {**full, "action": action, "reward": np.float32(reward), "success": success,
+                     "terminated": bool(terminated), "intervention": bool(info.get("intervention", False)),
+                     "stamp_ns": np.int64(info.get("stamp_ns", time.time_ns()))}.items():
+            episode.setdefault(k, []).append(v)
+        ep_return += float(reward)
+        ep_success = ep_success or success
+        obs, full = next_obs, as_obs_dict(next_raw)
+        if step >= cfg.start_steps and not warm:
+            with autocast:
+                info_upd = agent.update([buffer.sample(cfg.batch_size, device) for _ in range(cfg.utd)])
+            result.updates += 1
+            if log is not None and step % 1000 == 0:
+                log(step, info_upd)
+        if terminated or truncated:
+            result.episode_returns.append(ep_return)
+            result.episode_successes.append(ep_success)
+            if on_episode is not None:
+                on_episode({k: np.stack(v) for k, v in episode.items()},
+                           {"success": ep_success, "source": "online", "return": ep_return})
+            bar.set_postfix(ret=f"{ep_return:.1f}", succ=f"{np.mean(result.episode_successes[-10:]):.2f}")
+            raw, _ = env.reset()
+            obs, full, episode, ep_return, ep_success = as_obs_dict(raw, keys), as_obs_dict(raw), {}, 0.0, False
+        bar.update(1)
+        result.env_steps = step + 1
+        if every and on_every is not None and (step + 1) % every == 0 and on_every(step + 1, result):
+            break
+    bar.close()
+    return result
+
+
+def train_offline(cfg: Any, buffer: ReplayBuffer, steps: int, obs_shapes: dict[str, tuple[int, ...]], action_dim: int,
+                  device: str | torch.device | None = None, seed: int = 0, agent: torch.nn.Module | None = None,
+                  progress: bool = True, callback: Callable[[int, torch.nn.Module, dict], None] | None = None,
+                  start_step: int = 0) -> torch.nn.Module:
+    """Offline training (bc | iql | calql) on a filled buffer; ``callback(step, agent, info)`` runs after
+    every update (evaluation, checkpoints, logging)."""
+    device = pick_device(device)
+    torch.manual_seed(seed)
+    agent = (agent if agent is not None else make_agent(cfg, obs_shapes, action_dim)).to(device)
+    if distributed():
+        average_gradients_across_ranks(agent)
+        buffer.rng = np.random.default_rng(seed + 7919 * torch.distributed.get_rank())
+    autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
+    agent.train()
+    for step in tqdm(range(start_step, steps), disable=not progress, desc=cfg.algo, leave=False):
+        with autocast:
+            info = agent.update([buffer.sample(cfg.batch_size, device)])
+        if callback is not None:
+            callback(step + 1, agent, info)
+    return agent
+
+
+def distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group when launched by ``torchrun`` (NCCL on CUDA, gloo on CPU); (rank, world)."""
+    import os
+
+    if "RANK" not in os.environ:
+        return 0, 1
+    if not distributed():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def average_gradients_across_ranks(agent: torch.nn.Module) -> None:
+    """Data-parallel training as DDP does it: every gradient is averaged over ranks as soon as it is
+    accumulated (agents drive several optimizers from one ``update``, so hooks replace the DDP wrapper).
+    Ranks start from rank 0's weights."""
+    world = torch.distributed.get_world_size()
+    for tensor in agent.state_dict().values():
+        torch.distributed.broadcast(tensor, src=0)
+
+    def hook(param: torch.Tensor) -> None:
+        torch.distributed.all_reduce(param.grad)
+        param.grad.div_(world)
+
+    for param in agent.parameters():
+        if param.requires_grad:
+            param.register_post_accumulate_grad_hook(hook)
+
+
+def checkpoint_config(cfg: Any, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, step: int,
+                      **extra: Any) -> dict[str, Any]:
+    """The JSON config stored next to the weights (what ``load_policy`` needs)."""
+    return {"algo": cfg.algo, "algo_config": config_to_dict(cfg), "obs_shapes": {k: list(v) for k, v in obs_shapes.items()},
+            "observation_keys": sorted(obs_shapes), "action_dim": action_dim, "normalization": None, "step": step, **extra}
+
+
+def save_agent(path: str | Path, agent: torch.nn.Module, obs_shapes: dict[str, tuple[int, ...]], step: int,
+               replay: dict[str, np.ndarray] | None = None, **extra: Any) -> Path:
+    return save_checkpoint(path, agent, checkpoint_config(agent.cfg, obs_shapes, agent.action_dim, step, **extra),
+                           agent.optimizers(), replay)

@@ -1,0 +1,143 @@
+"""SAC with a LayerNorm critic ensemble: RLPD (random-subset min target, ensemble-mean actor), Cal-QL
+(calibrated CQL regularizer) and WSRL (warm-up, then online-only SAC) are configurations of it.
+
+One ``update(batches)`` call = ``len(batches)`` critic steps (the update-to-data ratio) followed by
+one actor step and one temperature step, as in RLPD.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robolearn.learn import losses
+from robolearn.learn.models import CriticEnsemble, GaussianTanhActor, ObservationEncoder
+
+
+@dataclass
+class SACConfig:
+    """Hyperparameters; defaults are RLPD/SERL (configs/algos/*.yaml hold each algorithm's)."""
+
+    algo: str = "rlpd"  # rlpd | calql | wsrl | sac
+    n_critics: int = 10
+    critic_subset: int = 2
+    hidden: tuple[int, ...] = (256, 256)
+    critic_layer_norm: bool = True
+    actor_layer_norm: bool = False
+    batch_size: int = 256
+    utd: int = 20
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    temperature_lr: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    init_temperature: float = 1.0
+    target_entropy_per_dim: float = -0.5
+    backup_entropy: bool = True
+    offline_fraction: float = 0.5
+    start_steps: int = 5000
+    cql_alpha: float = 0.0
+    cql_n_actions: int = 10
+    calql_floor: bool = True
+    warmup_steps: int = 0
+    image_encoder: str = "cnn"
+    image_latent_dim: int = 50
+    pretrained_encoder: str | None = None
+    augment: bool = True
+
+
+class SACAgent(nn.Module):
+    def __init__(self, cfg: SACConfig, obs_shapes: dict[str, tuple[int, ...]], action_dim: int):
+        super().__init__()
+        self.cfg, self.obs_shapes, self.action_dim = cfg, obs_shapes, action_dim
+        self.encoder = ObservationEncoder(obs_shapes, cfg.image_encoder, cfg.image_latent_dim,
+                                          augment=cfg.augment, pretrained_path=cfg.pretrained_encoder)
+        self.actor = GaussianTanhActor(self.encoder.out_dim, action_dim, cfg.hidden, cfg.actor_layer_norm)
+        self.critic = CriticEnsemble(self.encoder.out_dim, action_dim, cfg.n_critics, cfg.hidden, cfg.critic_layer_norm)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
+        self.target_entropy = cfg.target_entropy_per_dim * action_dim
+        self.critic_optim = torch.optim.Adam(list(self.critic.parameters()) + list(self.encoder.parameters()),
+                                             lr=cfg.critic_lr)
+        self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.temperature_optim = torch.optim.Adam([self.log_temperature], lr=cfg.temperature_lr)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"critic": self.critic_optim, "actor": self.actor_optim, "temperature": self.temperature_optim}
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
+        """obs: batched tensors → actions ``(B, A)`` in (−1, 1)."""
+        return self.actor.sample(self.encoder(obs), deterministic)[0]
+
+    def critic_step(self, batch: dict) -> dict[str, float]:
+        cfg = self.cfg
+        obs, action, reward, done = batch["obs"], batch["action"], batch["reward"], batch["done"]
+        temperature = self.log_temperature.exp().detach()
+        with torch.no_grad():
+            next_features = self.encoder(batch["next_obs"])
+            next_action, next_log_prob = self.actor.sample(next_features)
+            members = losses.random_subset(cfg.n_critics, cfg.critic_subset)
+            target_q = self.target_critic(self.target_encoder(batch["next_obs"]), next_action, members)
+            target = losses.td_target(target_q, reward, done, cfg.gamma,
+                                      next_log_prob if cfg.backup_entropy else None, temperature)
+        features = self.encoder(obs)
+        q = self.critic(features, action)
+        loss = losses.critic_loss(q, target)
+        info = {"critic_loss": loss.item(), "q_mean": q.mean().item()}
+        if cfg.cql_alpha > 0:
+            cql = self._cql_term(features.detach(), next_features, q, batch.get("mc_return"))
+            info["cql_loss"] = cql.item()
+            loss = loss + cql
+        self.critic_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_optim.step()
+        losses.soft_update(self.target_critic, self.critic, cfg.tau)
+        losses.soft_update(self.target_encoder, self.encoder, cfg.tau)
+        return info
+
+    def _cql_term(self, features: torch.Tensor, next_features: torch.Tensor, q_data: torch.Tensor,
+                  mc_return: torch.Tensor | None) -> torch.Tensor:
+        """Cal-QL regularizer over N random, N policy (s) and N policy (s′) actions per state."""
+        cfg, n = self.cfg, self.cfg.cql_n_actions
+        b = features.shape[0]
+        rep = features.repeat_interleave(n, 0)
+        rep_next = next_features.repeat_interleave(n, 0)
+        rand = torch.empty(b * n, self.action_dim, device=features.device).uniform_(-1, 1)
+        with torch.no_grad():
+            a_pi, lp_pi = self.actor.sample(rep)
+            a_next, lp_next = self.actor.sample(rep_next)
+        q_all = self.critic(torch.cat([rep, rep, rep]), torch.cat([rand, a_pi, a_next])).view(cfg.n_critics, 3, b, n)
+        floor = mc_return if (cfg.calql_floor and mc_return is not None) else None
+        return losses.calql_conservative_loss(q_data, q_all[:, 0], q_all[:, 1], lp_pi.view(b, n), q_all[:, 2],
+                                              lp_next.view(b, n), floor, cfg.cql_alpha, self.action_dim)
+
+    def actor_step(self, batch: dict) -> dict[str, float]:
+        features = self.encoder(batch["obs"]).detach()
+        action, log_prob = self.actor.sample(features)
+        self.critic.requires_grad_(False)
+        q_pi = self.critic(features, action)
+        self.critic.requires_grad_(True)
+        loss = losses.ensemble_mean_actor_loss(q_pi, log_prob, self.log_temperature.exp().detach())
+        self.actor_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_optim.step()
+        t_loss = losses.temperature_loss(self.log_temperature, log_prob, self.target_entropy)
+        self.temperature_optim.zero_grad(set_to_none=True)
+        t_loss.backward()
+        self.temperature_optim.step()
+        return {"actor_loss": loss.item(), "temperature": self.log_temperature.exp().item(),
+                "entropy": -log_prob.mean().item()}
+
+    def update(self, batches: list[dict]) -> dict[str, float]:
+        """``len(batches)`` critic steps, then one actor and temperature step on the last batch."""
+        info: dict[str, float] = {}
+        for batch in batches:
+            info = self.critic_step(batch)
+        info.update(self.actor_step(batches[-1]))
+        return info

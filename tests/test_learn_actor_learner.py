@@ -1,0 +1,114 @@
+"""Actor and learner in two processes over Zenoh; the learner is killed and restarted mid-run."""
+
+import json
+import multiprocessing as mp
+import time
+
+import numpy as np
+
+from robolearn.learn.actor_learner import actor_main, learner_main, pack, unpack
+from robolearn.ros.zenoh_backend import free_endpoint, open_router
+
+ALGO = {"algo": "rlpd", "n_critics": 2, "hidden": [32, 32], "batch_size": 32, "utd": 1, "start_steps": 0}
+
+
+def test_pack_round_trip():
+    header, arrays = unpack(pack({"stream": "a"}, {"x": np.arange(3, dtype=np.int64)}))
+    assert header == {"stream": "a"} and arrays["x"].tolist() == [0, 1, 2]
+
+
+def _wait_for(predicate, timeout_s):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_killed_learner_restarts_from_checkpoint_and_gets_every_buffered_transition(tmp_path):
+    router_endpoint = free_endpoint()
+    router = open_router(router_endpoint)
+    al = {"router": router_endpoint, "prefix": f"test/{tmp_path.name}", "resend_s": 0.5, "push_weights_every": 5,
+          "checkpoint_every_s": 1.0, "learner_timeout_s": 2.0, "start_transitions": 64}
+    ctx = mp.get_context("spawn")
+    ckpt = tmp_path / "learner"
+    steps = 600
+    learner = ctx.Process(target=learner_main, args=("gym:Pendulum-v1", ALGO, str(ckpt), al, steps, 120.0))
+    actor = ctx.Process(target=actor_main, args=("gym:Pendulum-v1", ALGO, al, "a0", steps, 90.0, str(tmp_path / "actor.json"), 0.02))
+    try:
+        learner.start()
+        actor.start()
+        assert _wait_for(lambda: (ckpt / "config.json").exists() and json.loads((ckpt / "config.json").read_text())["updates"] > 5, 90)
+        learner.kill()
+        learner.join()
+        committed_at_kill = sum(json.loads((ckpt / "config.json").read_text())["committed"].values())
+        assert committed_at_kill < steps
+        time.sleep(1.0)  # the actor keeps acting on its last weights and buffers
+        result = tmp_path / "learner.json"
+        learner = ctx.Process(target=learner_main, args=("gym:Pendulum-v1", ALGO, str(ckpt), al, steps, 120.0, str(result)))
+        learner.start()
+        actor.join(150)
+        learner.join(150)
+        assert actor.exitcode == 0 and learner.exitcode == 0
+        a, lr = json.loads((tmp_path / "actor.json").read_text()), json.loads(result.read_text())
+        assert a["flushed"] and a["unacked"] == 0 and a["sent"] == steps
+        assert lr["committed"] == {a["stream"]: steps} and lr["online_size"] == steps
+        assert a["weights_version"] > 0
+    finally:
+        for p in (learner, actor):
+            if p.is_alive():
+                p.kill()
+        router.close()
+
+
+
+def test_actor_holds_while_learner_is_away_and_resumes_when_it_returns(tmp_path):
+    import threading
+
+    import gymnasium as gym
+
+    from robolearn.learn.actor_learner import Actor, ActorLearnerConfig, Learner
+    from robolearn.learn.agents import config_from_dict, make_agent
+    from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
+
+    endpoint = free_endpoint()
+    router = open_router(endpoint)
+    cfg = ActorLearnerConfig(router=endpoint, prefix=f"hold/{tmp_path.name}", learner_timeout_s=0.5,
+                             hold_when_learner_away=True, start_transitions=10_000, checkpoint_every_s=0.2)
+    algo = config_from_dict("rlpd", {k: v for k, v in ALGO.items() if k != "algo"})
+
+    def new_learner():
+        spaces = {"state": ((3,), np.float32)}
+        buffer = MixedBuffer(ReplayBuffer(spaces, 1, 10), ReplayBuffer(spaces, 1, 1000), 0.5)
+        return Learner(make_agent(algo, {"state": (3,)}, 1), buffer, tmp_path / "ckpt", cfg)
+
+    actor = Actor(gym.make("Pendulum-v1"), make_agent(algo, {"state": (3,)}, 1), cfg)
+    try:
+        learner = new_learner()
+        time.sleep(0.5)
+        learner.push_weights()
+        assert _wait_for(lambda: actor.last_heard > 0, 5)
+        learner.checkpoint()
+        learner.close()
+        thread = threading.Thread(target=actor.run, args=(50, 0.01))
+        thread.start()
+        time.sleep(1.5)
+        held_at = actor.seq
+        assert held_at < 50
+        time.sleep(0.5)
+        assert actor.seq == held_at  # holding: no env steps while the learner is away
+        learner = new_learner()
+        stop = threading.Event()
+        loop = threading.Thread(target=lambda: [learner.step() for _ in iter(stop.is_set, True)])
+        loop.start()
+        thread.join(30)
+        assert actor.seq == 50
+        assert actor.flush(10)
+        stop.set()
+        loop.join()
+        assert learner.total_committed() == 50
+        learner.close()
+    finally:
+        actor.close()
+        router.close()

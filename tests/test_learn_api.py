@@ -1,0 +1,135 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from robolearn.learn import load_policy
+from robolearn.learn.agents import make_agent
+from robolearn.learn.api import evaluate, observation_spaces, save_agent, train_offline, train_online
+from robolearn.learn.bc import BCConfig
+from robolearn.learn.buffer import ReplayBuffer
+from robolearn.learn.checkpoint import load_checkpoint
+from robolearn.learn.iql import IQLConfig
+from robolearn.learn.sac import SACConfig
+
+
+def small_sac(**kw):
+    return SACConfig(**{"n_critics": 4, "hidden": (32, 32), "batch_size": 16, "utd": 2, "start_steps": 20, **kw})
+
+
+def _filled(agent_cfg, n=64):
+    buf = ReplayBuffer({"state": ((3,), np.float32)}, 1, 200)
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        buf.add({"state": rng.normal(size=3)}, rng.uniform(-1, 1, 1), rng.normal(), {"state": rng.normal(size=3)}, False,
+                mc_return=rng.normal())
+    return buf
+
+
+@pytest.mark.parametrize("cfg", [small_sac(algo="rlpd"), small_sac(algo="calql", cql_alpha=5.0),
+                                 IQLConfig(hidden=(32, 32), batch_size=16), BCConfig(hidden=(32, 32), batch_size=16, chunk=2)])
+def test_checkpoint_round_trip_is_bit_exact_and_resumes_identically(tmp_path, cfg):
+    torch.manual_seed(0)
+    buf = _filled(cfg)
+    agent = train_offline(cfg, buf, 3, {"state": (3,)}, 1, device="cpu", progress=False)
+    save_agent(tmp_path / "ckpt", agent, {"state": (3,)}, step=3, replay=buf.state_dict())
+    clone = make_agent(cfg, {"state": (3,)}, 1)
+    config, replay = load_checkpoint(tmp_path / "ckpt", clone, clone.optimizers())
+    assert config["step"] == 3
+    for (k, a), b in zip(agent.state_dict().items(), clone.state_dict().values()):
+        assert torch.equal(a, b), k
+    restored = ReplayBuffer({"state": ((3,), np.float32)}, 1, 200)
+    restored.load_state_dict(replay)
+    assert np.array_equal(restored.obs["state"], buf.obs["state"]) and len(restored) == len(buf)
+    # identical next update from identical state (RNG restored too)
+    batch_rng = buf.rng.bit_generator.state
+    torch.manual_seed(1)
+    agent.update([buf.sample(16)])
+    restored.rng.bit_generator.state = batch_rng
+    torch.manual_seed(1)
+    clone.update([restored.sample(16)])
+    for (k, a), b in zip(agent.state_dict().items(), clone.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_load_policy_acts_with_observation_keys(tmp_path):
+    cfg = BCConfig(hidden=(16,), chunk=3, execute=2)
+    agent = make_agent(cfg, {"state": (3,), "object_state": (2,)}, 2)
+    save_agent(tmp_path / "p", agent, {"state": (3,), "object_state": (2,)}, step=0, task="reach")
+    policy = load_policy(tmp_path / "p")
+    assert policy.observation_keys == ["object_state", "state"] and policy.config["task"] == "reach"
+    obs = {"state": np.zeros(3, np.float32), "object_state": np.ones(2, np.float32)}
+    a1, a2 = policy.act(obs), policy.act(obs)
+    assert a1.shape == (2,) and a1.dtype == np.float32 and np.abs(a1).max() <= 1.0
+    expected = agent.predict_chunk({k: torch.as_tensor(v)[None] for k, v in obs.items()})[0].detach().numpy()
+    np.testing.assert_allclose(np.stack([a1, a2]), expected[:2], rtol=1e-6)
+    with pytest.raises(KeyError, match="object_state"):
+        policy.reset()
+        policy.act({"state": obs["state"]})
+
+
+def test_rlpd_smoke_on_pendulum_with_demos_and_episode_callback():
+    env = gym.make("Pendulum-v1", max_episode_steps=50)
+    spaces = observation_spaces(env.observation_space)
+    demos = ReplayBuffer(spaces, 1, 100)
+    for _ in range(40):
+        demos.add({"state": np.zeros(3)}, [0.0], 0.0, {"state": np.zeros(3)}, False)
+    episodes = []
+    result = train_online(env, small_sac(), total_steps=120, demos=demos, progress=False,
+                          on_episode=lambda arrays, meta: episodes.append((arrays, meta)))
+    assert result.updates == 100 and len(episodes) == 2
+    assert episodes[0][0]["state"].shape == (50, 3) and episodes[0][0]["action"].shape == (50, 1)
+    assert np.isfinite(evaluate(env, result.policy, episodes=1)["mean_return"])
+
+
+def test_wsrl_warmup_runs_frozen_policy_without_updates():
+    env = gym.make("Pendulum-v1", max_episode_steps=20)
+    cfg = small_sac(algo="wsrl", warmup_steps=30, start_steps=0, offline_fraction=0.0)
+    init = make_agent(cfg, {"state": (3,)}, 1)
+    before = {k: v.clone() for k, v in init.state_dict().items()}
+    result = train_online(env, cfg, total_steps=30, init_agent=init, progress=False)
+    assert result.updates == 0
+    assert all(torch.equal(before[k], v) for k, v in init.state_dict().items())
+    result = train_online(env, cfg, total_steps=35, init_agent=init, progress=False)
+    assert result.updates == 5
+
+
+class PixelPointEnv(gym.Env):
+    """A point on a 24×24 image moving toward the centre; Dict obs with a camera and a state vector."""
+
+    observation_space = gym.spaces.Dict({"rgb_top": gym.spaces.Box(0, 255, (24, 24, 3), np.uint8),
+                                          "state": gym.spaces.Box(-1, 1, (2,), np.float32)})
+    action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def _obs(self):
+        img = np.zeros((24, 24, 3), np.uint8)
+        y, x = ((self.pos + 1) * 11.5).astype(int)
+        img[y, x] = 255
+        return {"rgb_top": img, "state": self.pos.astype(np.float32)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos, self.t = self.np_random.uniform(-1, 1, 2), 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.pos = np.clip(self.pos + 0.2 * np.asarray(action), -1, 1)
+        self.t += 1
+        success = bool(np.linalg.norm(self.pos) < 0.2)
+        return self._obs(), float(success), success, self.t >= 10, {"success": success}
+
+
+def test_pixel_observations_train_with_drq_cnn():
+    cfg = small_sac(image_latent_dim=8, start_steps=5)
+    result = train_online(PixelPointEnv(), cfg, total_steps=12, progress=False)
+    assert result.updates == 7 and result.agent.encoder.image_keys == ["rgb_top"]
+    assert result.policy.act(PixelPointEnv().reset(seed=0)[0]).shape == (2,)
+
+
+@pytest.mark.slow
+def test_sac_learns_pendulum():
+    env = gym.make("Pendulum-v1")
+    cfg = SACConfig(algo="sac", n_critics=10, hidden=(128, 128), utd=1, batch_size=128, start_steps=500,
+                    target_entropy_per_dim=-1.0)
+    result = train_online(env, cfg, total_steps=5000, progress=False)
+    assert evaluate(gym.make("Pendulum-v1"), result.policy, episodes=5)["mean_return"] > -400
