@@ -1,0 +1,170 @@
+"""``robolearn reward``: train, evaluate and apply learned reward models."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from robolearn.cli.common import add_json_flag, emit
+from robolearn.config import ConfigError
+
+SPEC_EXAMPLES = "oracle, classifier:DIR, preference:DIR, clip:YAML, vlm:YAML, or a checkpoint DIR"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "reward", help="train, evaluate and apply reward models (success classifier, CLIP, VLM judge, preferences)",
+        description="Reward models that replace hand-written reward code: a success classifier on a frozen "
+        "CLIP/SigLIP encoder, zero-shot CLIP similarity, a VLM judge over an OpenAI-compatible endpoint, and a "
+        "Bradley-Terry reward trained from VLM preferences.",
+    )
+    sub = parser.add_subparsers(dest="reward_command", metavar="SUBCOMMAND", required=True)
+
+    train = sub.add_parser(
+        "train", help="train a success classifier from a store's success labels",
+        description="Train a success classifier (frozen encoder -> Dense 256 -> Dropout -> LayerNorm -> ReLU -> "
+        "Dense 1) on a store's frames. Labels: per-step `success` marks (frame t+1 gets success[t]), else the "
+        "last frames of episodes marked successful. Record failed episodes too. The decision threshold is "
+        "calibrated on held-out episodes for the target false-positive rate.",
+    )
+    train.add_argument("--store", required=True, help="demonstration store (zarr directory) with camera images")
+    train.add_argument("--backbone", required=True,
+                       help="CLIP/SigLIP encoder: a directory saved with save_pretrained, or a hub name when online "
+                       "(e.g. openai/clip-vit-base-patch32, google/siglip-base-patch16-224)")
+    train.add_argument("--out", required=True, help="checkpoint directory to write (model.safetensors + config.json)")
+    train.add_argument("--cameras", default="", help="comma-separated cameras to use (default: every rgb_* in the store)")
+    train.add_argument("--steps", type=int, default=2000, help="head updates (default 2000)")
+    train.add_argument("--target-fpr", type=float, default=0.02,
+                       help="highest false-positive rate allowed on held-out episodes when picking the threshold")
+    train.add_argument("--seed", type=int, default=0)
+    add_json_flag(train)
+    train.set_defaults(func=run_train)
+
+    evaluate = sub.add_parser(
+        "eval", help="accuracy, false-positive and false-negative rates of a reward model on a store",
+        description="Score every frame of a store with a reward model and compare its success calls with the "
+        "store's ground truth (twin episodes) or operator marks.",
+    )
+    evaluate.add_argument("--reward", required=True,
+                          help="reward model: classifier:DIR, preference:DIR, clip:YAML, vlm:YAML, or a checkpoint DIR")
+    evaluate.add_argument("--store", required=True, help="store to evaluate on (use episodes not trained on)")
+    evaluate.add_argument("--episodes", default="", help="episode range START:STOP (default: all)")
+    add_json_flag(evaluate)
+    evaluate.set_defaults(func=run_eval)
+
+    relabel = sub.add_parser(
+        "relabel", help="copy a store with its rewards replaced by a reward model's (for offline RL)",
+        description="Write a new store whose `reward` comes from the reward model (reward[t] scores the "
+        "observation after action t); the original reward is kept as `reward_env`. The source is not modified.",
+    )
+    relabel.add_argument("--reward", required=True, help=f"reward model: {SPEC_EXAMPLES}")
+    relabel.add_argument("--store", required=True, help="source store")
+    relabel.add_argument("--out", required=True, help="new store to write (must not exist)")
+    add_json_flag(relabel)
+    relabel.set_defaults(func=run_relabel)
+
+    prefs = sub.add_parser(
+        "train-preference", help="RL-VLM-F: ask a VLM judge to compare frames, fit a Bradley-Terry reward",
+        description="Sample pairs of frames from a store, ask a VLM judge (OpenAI-compatible endpoint) which is "
+        "closer to the goal, and fit an ensemble of 3 Bradley-Terry reward models on frozen encoder features.",
+    )
+    prefs.add_argument("--store", required=True, help="store with camera images")
+    prefs.add_argument("--judge", required=True, help="judge YAML (base_url, model, timeout_s, cache_dir, ...)")
+    prefs.add_argument("--task", required=True, help="the goal in words, e.g. 'the red cube is lifted'")
+    prefs.add_argument("--backbone", required=True, help="CLIP/SigLIP encoder directory or hub name")
+    prefs.add_argument("--camera", default="", help="camera to judge (default: the first in the store)")
+    prefs.add_argument("--pairs", type=int, default=500, help="pairs to ask about (default 500)")
+    prefs.add_argument("--steps", type=int, default=1000, help="Bradley-Terry updates (default 1000)")
+    prefs.add_argument("--out", required=True, help="checkpoint directory to write")
+    prefs.add_argument("--seed", type=int, default=0)
+    add_json_flag(prefs)
+    prefs.set_defaults(func=run_train_preference)
+
+
+def _open_store(path: str) -> Any:
+    from robolearn.store import DemoStore
+
+    if not Path(path).exists():
+        raise ConfigError("--store", path, "no such store; record one with `robolearn record` or check the path")
+    return DemoStore.open(path, mode="r")
+
+
+def _episode_range(text: str, n_episodes: int) -> list[int] | None:
+    if not text:
+        return None
+    start, sep, stop = text.partition(":")
+    try:
+        episodes = list(range(n_episodes))[slice(int(start) if start else None, int(stop) if stop else None)] if sep \
+            else [int(start)]
+    except ValueError as err:
+        raise ConfigError("--episodes", text, "expected START:STOP, e.g. 40:50") from err
+    if not episodes or max(episodes) >= n_episodes:
+        raise ConfigError("--episodes", text, f"selects no episode of the {n_episodes} in the store")
+    return episodes
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from robolearn.reward.classifier import ClassifierTrainConfig, save_classifier, train_from_store
+
+    store = _open_store(args.store)
+    cameras = [c for c in args.cameras.split(",") if c]
+    config = ClassifierTrainConfig(backbone=args.backbone, cameras=cameras, steps=args.steps,
+                                   target_fpr=args.target_fpr, seed=args.seed)
+    model, report = train_from_store(store, config, progress=True)
+    save_classifier(model, args.out)
+    emit({"checkpoint": str(args.out), "cameras": model.cameras, **report}, args.json)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from robolearn.reward import load_reward_model, parse_reward_spec
+    from robolearn.reward.evaluate import evaluate_on_store
+
+    if parse_reward_spec(args.reward).type == "oracle":
+        raise ConfigError("--reward", "oracle", "the oracle reads the live twin and is the ground truth itself; "
+                          "evaluate a learned reward model against the store instead")
+    store = _open_store(args.store)
+    model = load_reward_model(args.reward)
+    metrics = evaluate_on_store(model, store, _episode_range(args.episodes, store.n_episodes), progress=True)
+    emit({"reward": args.reward, "store": args.store, **metrics}, args.json)
+    return 0
+
+
+def run_relabel(args: argparse.Namespace) -> int:
+    from robolearn.reward import load_reward_model
+    from robolearn.reward.evaluate import relabel_store
+
+    if Path(args.out).exists():
+        raise ConfigError("--out", args.out, "already exists; relabeling never overwrites a store, pick a new path")
+    store = _open_store(args.store)
+    result = relabel_store(load_reward_model(args.reward), store, args.out, spec=args.reward, progress=True)
+    emit({"reward": args.reward, **result}, args.json)
+    return 0
+
+
+def run_train_preference(args: argparse.Namespace) -> int:
+    from robolearn.config import from_dict, read_yaml
+    from robolearn.reward.data import labeled_frames, store_cameras
+    from robolearn.reward.preference import (
+        PreferenceTrainConfig,
+        collect_preferences,
+        save_preference_reward,
+        train_preference_reward,
+    )
+    from robolearn.reward.vlm_judge import JudgeClient, JudgeConfig
+
+    store = _open_store(args.store)
+    camera = args.camera or (store_cameras(store) or [""])[0]
+    judge = JudgeClient(from_dict(JudgeConfig, read_yaml(args.judge), source=args.judge))
+    frames = labeled_frames(store, [camera])
+    pairs, labels, unsure = collect_preferences(frames.images[camera], judge, args.task, args.pairs, args.seed,
+                                                progress=True)
+    if not len(pairs):
+        raise ConfigError("--judge", args.judge, f"the judge could not tell any of {args.pairs} pairs apart")
+    config = PreferenceTrainConfig(backbone=args.backbone, cameras=[camera], steps=args.steps, seed=args.seed)
+    model = train_preference_reward(frames.images, pairs, labels, config, progress=True)
+    save_preference_reward(model, args.out)
+    emit({"checkpoint": str(args.out), "n_pairs": len(pairs), "n_unsure": unsure,
+          "judge_requests": judge.n_requests, "judge_cache_hits": judge.n_cache_hits}, args.json)
+    return 0
