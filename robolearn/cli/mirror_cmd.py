@@ -1,0 +1,72 @@
+"""``robolearn mirror``: the twin follows the real arm's joint states (live or replayed) and reports
+how well it tracks (Real-is-Sim)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
+from robolearn.config import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "mirror", help="make the twin follow the arm's joint states; report tracking error, lag, divergences",
+        description="The twin's arm follows joint states, replayed from a demonstration store episode (--store, "
+        "--episode) or live from the arm node's joint_states topic (--live, over Zenoh), under physics with a "
+        "computed-torque joint controller. Reports per-joint RMS and p99 tracking error (rad), the lag (ms) and "
+        "divergence events (a joint off by more than divergence_threshold_rad for divergence_min_ms; the twin is "
+        "then re-synced). Object poses come from --objects: fixed (the cell's), replayed (the store's "
+        "object_state) or fiducial (ArUco markers seen by a cell camera; settings in --config).",
+    )
+    parser.add_argument("--cell", default="configs/cells/sim_panda.yaml", help="cell YAML (default: %(default)s)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--store", help="replay joint states from this DemoStore")
+    source.add_argument("--live", action="store_true", help="follow the arm node's joint_states topic")
+    parser.add_argument("--episode", type=int, default=0, help="store episode to replay (default: 0)")
+    parser.add_argument("--duration", type=float, default=10.0, help="--live: seconds to mirror (default: 10)")
+    parser.add_argument("--router", default=None, help="--live: zenoh router endpoint (default: tcp/localhost:7447)")
+    parser.add_argument("--objects", choices=["fixed", "replayed", "fiducial"], default=None,
+                        help="object pose source (default: replayed for a store with object_state, else fixed)")
+    parser.add_argument("--config", default=None, help="mirror settings YAML (MirrorConfig: thresholds, objects)")
+    add_overrides_flag(parser)
+    add_json_flag(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from robolearn.cell import load_cell
+    from robolearn.config import from_dict, load_config
+    from robolearn.evaluate.mirror import MirrorConfig, mirror_samples, samples_from_store, samples_from_topic
+    from robolearn.sim import Twin
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    cell = load_cell(args.cell, args.overrides)
+    config = load_config(MirrorConfig, args.config) if args.config else MirrorConfig()
+    twin = Twin(cell)
+    if args.store:
+        try:
+            samples = list(samples_from_store(args.store, args.episode))
+        except (ValueError, IndexError, FileNotFoundError) as err:
+            raise ConfigError("--store", args.store, str(err)) from err
+        default = "replayed" if samples and samples[0].object_state is not None else "fixed"
+    else:
+        from robolearn.ros.node import Node
+        from robolearn.ros.zenoh_backend import ZenohSettings
+
+        settings = ZenohSettings(router_endpoint=args.router) if args.router else None
+        node = Node("robolearn_mirror", settings=settings)
+        samples = samples_from_topic(node, args.duration)
+        default = "fixed"
+    if args.objects or not args.config:
+        config.objects = from_dict(MirrorConfig, {"objects": {"type": args.objects or default}}).objects
+    objects = config.objects.type
+    cameras = None
+    if objects == "fiducial":
+        cameras = {c.name: c.create(cell, twin) for c in cell.cameras}
+        for camera in cameras.values():
+            camera.connect()
+    report = mirror_samples(twin, samples, config, cameras)
+    emit({"cell": cell.name, "source": args.store or "live", "objects": objects, **report}, args.json)
+    return 0

@@ -1,0 +1,12 @@
+"""Evaluation and deployment: twin evaluation in parallel workers, the results record shared by sim
+and real trials, SIMPLER's sim-vs-real metrics, HTML reports, Real-is-Sim mirroring and the deploy
+gate."""
+
+from robolearn.evaluate.evaluate import EvalSettings, ExpertPolicy, evaluate_policy, save_beside_checkpoint
+from robolearn.evaluate.results import EpisodeRecord, EvalRecord, evaluation_path, load_records
+from robolearn.evaluate.stats import mmrv, pearson_r, wilson_interval
+
+__all__ = [
+    "EpisodeRecord", "EvalRecord", "EvalSettings", "ExpertPolicy", "evaluate_policy", "evaluation_path",
+    "load_records", "mmrv", "pearson_r", "save_beside_checkpoint", "wilson_interval",
+]
