@@ -19,7 +19,11 @@ from robolearn.config import ChoiceBase, ChoiceRegistry, ConfigError, load_confi
 class RobotModelConfig:
     """Robot kinematics for the twin: a built-in model or any MJCF file.
 
-    model: a built-in name (``panda``) or ``mjcf`` to load ``mjcf_path`` (e.g. a Menagerie checkout).
+    model: a built-in arm from its published kinematics (``panda``, ``ur5e``, ``xarm7``; see
+    ``robolearn.sim.robots``) or ``mjcf`` to load ``mjcf_path`` (e.g. a Menagerie checkout).
+    home_q_rad: the joint configuration of a reset (and the controller's null-space posture).
+    tcp_offset_m: with a built-in arm, the tool centre point's distance beyond the flange (default:
+    the model's gripper); make it match the TCP set on the robot's controller.
     ee_site: with ``mjcf``, the site at the tool centre point. joint_names: with ``mjcf``, the arm
     joints in order; gripper_actuator: the actuator driving the fingers.
     """
@@ -28,6 +32,7 @@ class RobotModelConfig:
     base_pos_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
     base_yaw_rad: float = 0.0
     home_q_rad: tuple[float, ...] = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
+    tcp_offset_m: float | None = None
     mjcf_path: Path | None = None
     ee_site: str = "tcp"
     joint_names: tuple[str, ...] = ()

@@ -260,10 +260,7 @@ def apply_overrides(data: Any, overrides: Iterable[str]) -> Any:
         path, value = parse_override(text)
         node = data
         for i, part in enumerate(path[:-1]):
-            if isinstance(node, list):
-                node = node[int(part)]
-            else:
-                node = node.setdefault(part, {})
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
             if not isinstance(node, (dict, list)):
                 raise ConfigError("--set", ".".join(path[: i + 1]), f"is a value, not a section: {node!r}")
         last = path[-1]
@@ -274,9 +271,24 @@ def apply_overrides(data: Any, overrides: Iterable[str]) -> Any:
     return data
 
 
+SHIPPED_CONFIGS_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout robolearn runs from (editable install): ``configs/...`` paths that do not exist
+relative to the working directory are looked up here, so the shipped cells, tasks and algorithms
+load from any directory."""
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """``path`` itself, or the shipped config of that relative path (see ``SHIPPED_CONFIGS_ROOT``)."""
+    path = Path(path)
+    shipped = SHIPPED_CONFIGS_ROOT / path
+    if not path.is_file() and not path.is_absolute() and shipped.is_file():
+        return shipped
+    return path
+
+
 def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file, turning syntax errors and missing files into ConfigError."""
-    path = Path(path)
+    path = resolve_config_path(path)
     if not path.is_file():
         raise ConfigError(str(path), "", "no such file; check the path (configs live in configs/cells, configs/tasks, configs/algos)")
     try:

@@ -1,8 +1,9 @@
 """Cell config → MuJoCo model: table, objects, lights, cameras, a goal marker and the robot.
 
-The built-in Panda is generated from its kinematic parameters (``robolearn.sim.panda``); a cell with
-``robot.model: mjcf`` attaches any MJCF file instead (for example a Menagerie checkout) through
-``mujoco.MjSpec``, with the arm joints, tool site and gripper actuator named in the cell.
+A built-in robot (``robot.model: panda | ur5e | xarm7``) is generated from its published kinematic
+parameters (``robolearn.sim.robots``); a cell with ``robot.model: mjcf`` attaches any MJCF file
+instead (for example a Menagerie checkout) through ``mujoco.MjSpec``, with the arm joints, tool site
+and gripper actuator named in the cell.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from robolearn.cell import CameraConfig, CellConfig
 from robolearn.config import ConfigError
-from robolearn.sim import panda
+from robolearn.sim import robots
 
 GOAL_BODY = "goal"
 DEFAULT_PHYSICS_HZ = 500.0
@@ -34,15 +35,19 @@ class RobotBinding:
     max_torque_nm: tuple[float, ...]
 
 
-PANDA_BINDING = RobotBinding(
-    joint_names=tuple(j.name for j in panda.PANDA_JOINTS),
-    ee_site="tcp",
-    gripper_actuator="gripper",
-    finger_joints=("finger_joint1", "finger_joint2"),
-    gripper_open_ctrl=panda.PANDA_FINGER_MAX_M,
-    gripper_closed_ctrl=0.0,
-    max_torque_nm=panda.PANDA_TAU_MAX_NM,
-)
+def builtin_binding(model: robots.SerialArmModel) -> RobotBinding:
+    """The names ``robots.arm_body_xml`` gives a built-in arm."""
+    return RobotBinding(
+        joint_names=tuple(j.name for j in model.joints),
+        ee_site="tcp",
+        gripper_actuator="gripper",
+        finger_joints=("finger_joint1", "finger_joint2"),
+        gripper_open_ctrl=model.gripper.finger_travel_m,
+        gripper_closed_ctrl=0.0,
+        max_torque_nm=model.max_torque_nm,
+    )
+
+
 UNKNOWN_ROBOT_MAX_TORQUE_NM = 200.0
 
 
@@ -90,8 +95,8 @@ def physics_hz(cell: CellConfig) -> float:
     return float(getattr(cell.arm, "physics_hz", DEFAULT_PHYSICS_HZ))
 
 
-def scene_xml(cell: CellConfig, with_builtin_robot: bool) -> str:
-    """The MJCF document of the cell. With ``with_builtin_robot`` false the robot is left out (it is
+def scene_xml(cell: CellConfig, builtin: robots.SerialArmModel | None) -> str:
+    """The MJCF document of the cell with the ``builtin`` arm, or without a robot (None: it is
     attached from a file by ``build_model``)."""
     wrist = "\n".join(_camera_xml(c) for c in cell.cameras if c.mount == "wrist")
     world_cams = "\n".join(_camera_xml(c) for c in cell.cameras if c.mount == "world")
@@ -105,9 +110,11 @@ def scene_xml(cell: CellConfig, with_builtin_robot: bool) -> str:
         f'directional="{"true" if light.directional else "false"}" castshadow="false"/>'
         for light in cell.lights
     )
-    robot = ""
-    if with_builtin_robot:
-        robot = panda.panda_mjcf_body(cell.robot.base_pos_m, cell.robot.base_yaw_rad, wrist)
+    robot = defaults = robot_elements = ""
+    if builtin is not None:
+        robot = robots.arm_body_xml(builtin, cell.robot.base_pos_m, cell.robot.base_yaw_rad, wrist, cell.robot.tcp_offset_m)
+        defaults = robots.arm_defaults_xml(builtin)
+        robot_elements = robots.arm_actuators_xml(builtin) + robots.arm_equality_xml()
     timestep = 1.0 / physics_hz(cell)
     return f"""<mujoco model="{cell.name}">
 <compiler angle="radian" autolimits="true"/>
@@ -119,7 +126,7 @@ def scene_xml(cell: CellConfig, with_builtin_robot: bool) -> str:
 <map znear="0.01" zfar="50"/>
 </visual>
 <default>
-{panda.PANDA_DEFAULTS}
+{defaults}
 </default>
 <worldbody>
 <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 {table.height_m - 0.75:.6g}" rgba="0.4 0.4 0.42 1" contype="0" conaffinity="0"/>
@@ -132,7 +139,7 @@ def scene_xml(cell: CellConfig, with_builtin_robot: bool) -> str:
 {robot}
 {"".join(_object_xml(o) for o in cell.objects)}
 </worldbody>
-{f"<actuator>{panda.PANDA_ACTUATORS}</actuator><equality>{panda.PANDA_EQUALITY}</equality>" if with_builtin_robot else ""}
+{robot_elements}
 </mujoco>"""
 
 
@@ -181,11 +188,17 @@ def _attach_mjcf_robot(spec: mujoco.MjSpec, cell: CellConfig) -> RobotBinding:
 
 def build_model(cell: CellConfig) -> tuple[mujoco.MjModel, RobotBinding]:
     """Compile the cell's MuJoCo model. Raises ConfigError naming the cell file on failure."""
-    builtin = cell.robot.model == "panda"
-    if not builtin and cell.robot.model != "mjcf":
-        raise ConfigError(cell.source_path or "<cell>", "robot.model", f"got {cell.robot.model!r}; allowed values: 'panda', 'mjcf'")
-    spec = mujoco.MjSpec.from_string(scene_xml(cell, with_builtin_robot=builtin))
-    binding = PANDA_BINDING if builtin else _attach_mjcf_robot(spec, cell)
+    models = robots.robot_models()
+    if cell.robot.model not in (*models, "mjcf"):
+        allowed = ", ".join(repr(name) for name in (*models, "mjcf"))
+        raise ConfigError(cell.source_path or "<cell>", "robot.model", f"got {cell.robot.model!r}; allowed values: {allowed}")
+    builtin = models.get(cell.robot.model)
+    spec = mujoco.MjSpec.from_string(scene_xml(cell, builtin))
+    binding = builtin_binding(builtin) if builtin is not None else _attach_mjcf_robot(spec, cell)
+    if len(cell.robot.home_q_rad) != len(binding.joint_names):
+        raise ConfigError(cell.source_path or "<cell>", "robot.home_q_rad",
+                          f"has {len(cell.robot.home_q_rad)} values but the {cell.robot.model} arm has "
+                          f"{len(binding.joint_names)} joints ({', '.join(binding.joint_names)})")
     try:
         model = spec.compile()
     except ValueError as err:

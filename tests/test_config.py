@@ -64,3 +64,10 @@ def test_round_trip_to_dict():
     assert from_dict(SafetyConfig, to_dict(config)) == config
     cell = from_dict(CellConfig, {"arm": {"type": "sim"}})
     assert to_dict(cell)["arm"]["type"] == "sim"
+
+
+def test_shipped_configs_load_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_cell("configs/cells/sim_panda.yaml").name == "sim_panda"
+    with pytest.raises(ConfigError, match="configs/cells/absent.yaml: no such file"):
+        load_cell("configs/cells/absent.yaml")

@@ -141,13 +141,11 @@ def test_check_cell_builds_the_twin(capsys):
 def test_cell_can_use_an_external_mjcf_robot(tmp_path):
     """A robot from any MJCF file (here the built-in Panda written out as a standalone model, as a
     Menagerie checkout would be) is attached, gravity-compensated and driven by the same controller."""
-    from robolearn.sim import panda
+    from robolearn.sim.panda import PANDA
+    from robolearn.sim.robots import arm_mjcf_document
 
     robot_xml = tmp_path / "my_panda.xml"
-    robot_xml.write_text(
-        f"<mujoco><compiler angle=\"radian\"/><default>{panda.PANDA_DEFAULTS}</default><worldbody>{panda.panda_mjcf_body((0, 0, 0), 0.0)}"
-        f"</worldbody><actuator>{panda.PANDA_ACTUATORS}</actuator><equality>{panda.PANDA_EQUALITY}</equality></mujoco>"
-    )
+    robot_xml.write_text(arm_mjcf_document(PANDA))
     overrides = [
         "robot.model=mjcf", f"robot.mjcf_path={robot_xml}", "robot.ee_site=tcp", "robot.gripper_actuator=gripper",
         "robot.joint_names=[joint1, joint2, joint3, joint4, joint5, joint6, joint7]", "cameras.1.mount=world",

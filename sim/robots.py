@@ -1,0 +1,239 @@
+"""Built-in robot models: serial arms from their manufacturers' published kinematics, with a
+parallel gripper and primitive geometry.
+
+A ``SerialArmModel`` holds one arm's kinematic chain (the pose of every joint's body in its
+parent, derived from the published Denavit–Hartenberg table in the convention the manufacturer
+uses), its joint limits, and its gripper. ``arm_mjcf`` turns it into MJCF for the twin, so forward
+kinematics and limits match the real arm exactly; geometry is capsules and boxes (a Menagerie
+checkout gives full-fidelity meshes: ``robot.model: mjcf``).
+
+Names in the generated MJCF, used by the twin's controller: joints ``joint1..n``,
+``finger_joint1/2``; site ``tcp`` at the tool centre point (z along the approach direction); body
+``hand`` (wrist cameras attach there); actuator ``gripper``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+Pose = tuple[tuple[float, float, float], tuple[float, float, float, float]]
+"""``(pos_m, quat_wxyz)`` of a body in its parent."""
+
+JOINT_DAMPING_NMS_RAD = 0.5
+JOINT_ARMATURE_KG_M2 = 0.1
+GRIPPER_KP_N_M = 300.0
+GRIPPER_KV_NS_M = 20.0
+
+
+@dataclass(frozen=True)
+class JointSpec:
+    name: str
+    lower_rad: float
+    upper_rad: float
+    max_vel_rad_s: float
+    max_torque_nm: float
+
+
+@dataclass(frozen=True)
+class GripperSpec:
+    """A parallel gripper on the flange: a palm box, two fingers on slide joints, and the tool
+    centre point.
+
+    tcp_m: tool centre point along the flange z. yaw_rad: rotation of the gripper about the flange z
+    (the fingers close along the rotated y). finger_travel_m: travel of each finger (the opening is
+    twice that). palm_half_size_m / palm_center_m: the palm box. finger_base_m: where the fingers'
+    slide joints sit along the flange z; pad_half_size_m / pad_center_m: finger pads in the finger
+    frame. max_force_n: force of the finger actuator.
+    """
+
+    tcp_m: float
+    yaw_rad: float
+    finger_travel_m: float
+    palm_half_size_m: tuple[float, float, float]
+    palm_center_m: float
+    palm_mass_kg: float
+    finger_base_m: float
+    pad_half_size_m: tuple[float, float, float]
+    pad_center_m: tuple[float, float]
+    max_force_n: float = 40.0
+
+
+@dataclass(frozen=True)
+class SerialArmModel:
+    """One arm. link_poses: the body of joint i in its parent, for i = 1..n, then the flange in the
+    body of joint n (``n + 1`` poses). link_mass_kg / link_inertia_kg_m2: per joint body (isotropic
+    inertia about the joint origin). link_radius_m: capsule radius of each link's geometry."""
+
+    name: str
+    joints: tuple[JointSpec, ...]
+    link_poses: tuple[Pose, ...]
+    link_mass_kg: tuple[float, ...]
+    link_inertia_kg_m2: tuple[float, ...]
+    link_radius_m: tuple[float, ...]
+    base_radius_m: float
+    colors: tuple[str, str]
+    gripper: GripperSpec
+
+    def __post_init__(self) -> None:
+        n = len(self.joints)
+        sizes = {"link_poses": (len(self.link_poses), n + 1), "link_mass_kg": (len(self.link_mass_kg), n),
+                 "link_inertia_kg_m2": (len(self.link_inertia_kg_m2), n), "link_radius_m": (len(self.link_radius_m), n)}
+        wrong = {k: got for k, (got, want) in sizes.items() if got != want}
+        if wrong:
+            raise ValueError(f"{self.name}: {n} joints but {wrong} entries")
+
+    @property
+    def q_lower_rad(self) -> tuple[float, ...]:
+        return tuple(j.lower_rad for j in self.joints)
+
+    @property
+    def q_upper_rad(self) -> tuple[float, ...]:
+        return tuple(j.upper_rad for j in self.joints)
+
+    @property
+    def max_torque_nm(self) -> tuple[float, ...]:
+        return tuple(j.max_torque_nm for j in self.joints)
+
+
+def _rot_x_quat(alpha_rad: float) -> tuple[float, float, float, float]:
+    return (math.cos(alpha_rad / 2), math.sin(alpha_rad / 2), 0.0, 0.0)
+
+
+def modified_dh_chain(rows: tuple[tuple[float, float, float], ...]) -> tuple[Pose, ...]:
+    """Body poses from a modified (Craig) DH table. rows: ``(a_{i-1} m, d_i m, alpha_{i-1} rad)``
+    for joints 1..n, then one more row for the flange in frame n. Link i in link i−1 is
+    ``RotX(alpha) TransX(a) TransZ(d)`` (the joint turns about the new z, so TransZ commutes)."""
+    return tuple(((a, -math.sin(alpha) * d, math.cos(alpha) * d), _rot_x_quat(alpha)) for a, d, alpha in rows)
+
+
+def standard_dh_chain(rows: tuple[tuple[float, float, float], ...]) -> tuple[Pose, ...]:
+    """Body poses from a standard (classic) DH table. rows: ``(a_i m, d_i m, alpha_i rad)`` for
+    joints 1..n. Joint i turns about z_{i−1}, so its body sits at frame i−1: the first at the base,
+    each next one ``TransZ(d) TransX(a) RotX(alpha)`` of the previous row further, and the flange
+    (frame n) that much beyond the last."""
+    identity: Pose = ((0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0))
+    return (identity, *(((a, 0.0, d), _rot_x_quat(alpha)) for a, d, alpha in rows))
+
+
+def rod_inertia_kg_m2(mass_kg: float, length_m: float, radius_m: float) -> float:
+    """Transverse inertia of a solid cylinder about its centre, used isotropically."""
+    return mass_kg * (3 * radius_m**2 + length_m**2) / 12.0
+
+
+def _fmt(values) -> str:
+    """Numbers for MJCF attributes, precise enough that the compiled kinematics equal the DH table."""
+    return " ".join(f"{float(v):.12g}" for v in values)
+
+
+def _yaw_quat(yaw_rad: float) -> str:
+    return _fmt((math.cos(yaw_rad / 2), 0.0, 0.0, math.sin(yaw_rad / 2)))
+
+
+def _link_geoms(model: SerialArmModel, index: int, next_pos: tuple[float, float, float]) -> str:
+    """A joint housing on the joint axis and a capsule to the next joint's origin."""
+    rgba = model.colors[index % 2]
+    radius = model.link_radius_m[index]
+    housing = radius + 0.01
+    geoms = [f'<geom class="robot_link" type="cylinder" size="{housing:.6g} {housing:.6g}" rgba="{rgba}"/>']
+    if float(np.linalg.norm(next_pos)) > 1e-6:
+        geoms.append(f'<geom class="robot_link" type="capsule" size="{radius:.6g}" fromto="0 0 0 {_fmt(next_pos)}" rgba="{rgba}"/>')
+    return "\n".join(geoms)
+
+
+def _hand_xml(model: SerialArmModel, flange: Pose, wrist_cameras_xml: str, tcp_m: float) -> str:
+    g = model.gripper
+    flange_pos, flange_quat = flange
+    pad = _fmt(g.pad_half_size_m)
+    pad_y, pad_z = g.pad_center_m
+    finger = """<body name="{side}_finger" pos="0 0 {base:.6g}" gravcomp="1">
+<inertial pos="0 0 0.02" mass="0.015" diaginertia="1e-5 1e-5 1e-5"/>
+<joint name="{joint}" class="robot_finger" axis="0 {sign}1 0"/>
+<geom class="robot_finger_pad" type="box" size="{pad}" pos="0 {sign}{pad_y:.6g} {pad_z:.6g}"/>
+</body>"""
+    fingers = "\n".join(finger.format(side=side, base=g.finger_base_m, joint=joint, sign=sign, pad=pad, pad_y=pad_y, pad_z=pad_z)
+                        for side, joint, sign in (("left", "finger_joint1", ""), ("right", "finger_joint2", "-")))
+    # The flange frame, then the gripper's yaw about it (two bodies would add nothing to the physics).
+    quat = np.empty(4)
+    _quat_mul(np.asarray(flange_quat, float), np.array([math.cos(g.yaw_rad / 2), 0.0, 0.0, math.sin(g.yaw_rad / 2)]), quat)
+    return f"""<body name="hand" pos="{_fmt(flange_pos)}" quat="{_fmt(quat)}" gravcomp="1">
+<inertial pos="0 0 {g.palm_center_m:.6g}" mass="{g.palm_mass_kg:.6g}" diaginertia="0.002 0.002 0.001"/>
+<geom class="robot_link" type="box" size="{_fmt(g.palm_half_size_m)}" pos="0 0 {g.palm_center_m:.6g}" rgba="{model.colors[0]}"/>
+<site name="tcp" pos="0 0 {tcp_m:.6g}" size="0.005" rgba="1 0 0 0"/>
+{wrist_cameras_xml}
+{fingers}
+</body>"""
+
+
+def _quat_mul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    w1, x1, y1, z1 = a
+    w2, x2, y2, z2 = b
+    out[:] = (w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+              w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2)
+
+
+def arm_body_xml(model: SerialArmModel, base_pos_m, base_yaw_rad: float, wrist_cameras_xml: str = "",
+                 tcp_offset_m: float | None = None) -> str:
+    """The ``<body>`` tree of the arm, hand and fingers for the worldbody. ``wrist_cameras_xml`` is
+    inserted into the hand; ``tcp_offset_m`` overrides the gripper's tool centre point."""
+    bodies, closing = [], []
+    for i, joint in enumerate(model.joints):
+        pos, quat = model.link_poses[i]
+        next_pos = model.link_poses[i + 1][0]
+        bodies.append(
+            f'<body name="link{i + 1}" pos="{_fmt(pos)}" quat="{_fmt(quat)}" gravcomp="1">\n'
+            f'<inertial pos="0 0 0" mass="{model.link_mass_kg[i]:.6g}" diaginertia="{_fmt([model.link_inertia_kg_m2[i]] * 3)}"/>\n'
+            f'<joint name="{joint.name}" class="robot_joint" range="{joint.lower_rad} {joint.upper_rad}"/>\n'
+            f"{_link_geoms(model, i, next_pos)}"
+        )
+        closing.append("</body>")
+    tcp_m = model.gripper.tcp_m if tcp_offset_m is None else float(tcp_offset_m)
+    hand = _hand_xml(model, model.link_poses[-1], wrist_cameras_xml, tcp_m)
+    r = model.base_radius_m
+    return (
+        f'<body name="robot_base" pos="{_fmt(base_pos_m)}" quat="{_yaw_quat(base_yaw_rad)}">\n'
+        f'<geom class="robot_link" type="cylinder" size="{r:.6g} 0.05" pos="0 0 0.05" rgba="{model.colors[0]}"/>\n'
+        + "\n".join(bodies) + "\n" + hand + "\n" + "\n".join(closing) + "\n</body>"
+    )
+
+
+def arm_defaults_xml(model: SerialArmModel) -> str:
+    """The default classes the arm's bodies use (goes inside the document's ``<default>``)."""
+    return f"""<default class="robot">
+<default class="robot_joint"><joint axis="0 0 1" damping="{JOINT_DAMPING_NMS_RAD}" armature="{JOINT_ARMATURE_KG_M2}" limited="true"/></default>
+<default class="robot_link"><geom contype="0" conaffinity="0" group="1"/></default>
+<default class="robot_finger"><joint type="slide" range="0 {model.gripper.finger_travel_m:.6g}" damping="10" armature="0.01" limited="true"/></default>
+<default class="robot_finger_pad"><geom contype="1" conaffinity="1" friction="1.5 0.05 0.001" condim="4" solref="0.005 1" rgba="0.2 0.2 0.2 1" group="1"/></default>
+</default>"""
+
+
+def arm_actuators_xml(model: SerialArmModel) -> str:
+    """The finger actuator (the arm joints are torque-driven by the twin's controller through
+    ``qfrc_applied``, clipped to each joint's max torque)."""
+    g = model.gripper
+    return (f'<actuator><position name="gripper" joint="finger_joint1" kp="{GRIPPER_KP_N_M:g}" kv="{GRIPPER_KV_NS_M:g}" '
+            f'ctrlrange="0 {g.finger_travel_m:.6g}" forcerange="-{g.max_force_n:g} {g.max_force_n:g}"/></actuator>')
+
+
+def arm_equality_xml() -> str:
+    """The two fingers move together."""
+    return '<equality><joint joint1="finger_joint1" joint2="finger_joint2" polycoef="0 1 0 0 0" solref="0.005 1"/></equality>'
+
+
+def arm_mjcf_document(model: SerialArmModel) -> str:
+    """The arm alone as a standalone MJCF document (to inspect it, or to edit it and load it back
+    with ``robot.model: mjcf``)."""
+    return (f'<mujoco model="{model.name}"><compiler angle="radian" autolimits="true"/>'
+            f"<default>{arm_defaults_xml(model)}</default><worldbody>{arm_body_xml(model, (0, 0, 0), 0.0)}</worldbody>"
+            f"{arm_actuators_xml(model)}{arm_equality_xml()}</mujoco>")
+
+
+def robot_models() -> dict[str, SerialArmModel]:
+    """The built-in models by the name a cell gives in ``robot.model``."""
+    from robolearn.sim.panda import PANDA
+    from robolearn.sim.ur5e import UR5E
+    from robolearn.sim.xarm7 import XARM7
+
+    return {m.name: m for m in (PANDA, UR5E, XARM7)}

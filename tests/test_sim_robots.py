@@ -1,0 +1,132 @@
+"""Built-in robot models: forward kinematics equal the manufacturers' published DH tables (checked
+against a DH product written here independently), limits are the published ones, and the twin's
+controller drives each arm."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+
+from robolearn.cell import load_cell
+from robolearn.config import ConfigError
+from robolearn.interfaces import EEDeltaCommand
+from robolearn.sim import Twin
+from robolearn.sim.panda import PANDA, PANDA_DH
+from robolearn.sim.robots import arm_mjcf_document, robot_models
+from robolearn.sim.ur5e import UR5E, UR5E_DH
+from robolearn.sim.xarm7 import XARM7, XARM7_DH
+
+CELLS = Path(__file__).resolve().parents[1] / "configs" / "cells"
+
+
+def rot_x(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[1, 0, 0, 0], [0, c, -s, 0], [0, s, c, 0], [0, 0, 0, 1.0]])
+
+
+def rot_z(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+
+
+def trans(x: float, y: float, z: float) -> np.ndarray:
+    out = np.eye(4)
+    out[:3, 3] = (x, y, z)
+    return out
+
+
+def flange_modified_dh(rows, q) -> np.ndarray:
+    """Craig: T = Π RotX(α_{i−1}) TransX(a_{i−1}) RotZ(θ_i) TransZ(d_i), then the flange row."""
+    pose = np.eye(4)
+    for (a, d, alpha), theta in zip(rows, [*q, 0.0]):
+        pose = pose @ rot_x(alpha) @ trans(a, 0, 0) @ rot_z(theta) @ trans(0, 0, d)
+    return pose
+
+
+def flange_standard_dh(rows, q) -> np.ndarray:
+    """Classic: T = Π RotZ(θ_i) TransZ(d_i) TransX(a_i) RotX(α_i)."""
+    pose = np.eye(4)
+    for (a, d, alpha), theta in zip(rows, q):
+        pose = pose @ rot_z(theta) @ trans(0, 0, d) @ trans(a, 0, 0) @ rot_x(alpha)
+    return pose
+
+
+MODELS = [(PANDA, PANDA_DH, flange_modified_dh), (UR5E, UR5E_DH, flange_standard_dh), (XARM7, XARM7_DH, flange_modified_dh)]
+
+
+@pytest.mark.parametrize(("model", "dh", "flange"), MODELS, ids=[m.name for m, _, _ in MODELS])
+def test_flange_pose_matches_the_published_dh_table(model, dh, flange):
+    mj = mujoco.MjModel.from_xml_string(arm_mjcf_document(model))
+    data = mujoco.MjData(mj)
+    rng = np.random.default_rng(0)
+    n = len(model.joints)
+    for _ in range(20):
+        q = rng.uniform(np.maximum(model.q_lower_rad, -math.pi), np.minimum(model.q_upper_rad, math.pi))
+        data.qpos[:n] = q
+        mujoco.mj_kinematics(mj, data)
+        expected = flange(dh, q)
+        yaw = model.gripper.yaw_rad
+        hand = data.body("hand")
+        np.testing.assert_allclose(hand.xpos, expected[:3, 3], atol=1e-9)
+        np.testing.assert_allclose(hand.xmat.reshape(3, 3), expected[:3, :3] @ rot_z(yaw)[:3, :3], atol=1e-9)
+        tcp = expected @ trans(0, 0, model.gripper.tcp_m)
+        np.testing.assert_allclose(data.site("tcp").xpos, tcp[:3, 3], atol=1e-9)
+
+
+def test_ur5e_zero_pose_is_the_one_universal_robots_publishes():
+    """At q = 0 the UR5e's flange is at (a2 + a3, −(d4 + d6), d1 − d5) = (−817.2, −232.9, 62.8) mm."""
+    mj = mujoco.MjModel.from_xml_string(arm_mjcf_document(UR5E))
+    data = mujoco.MjData(mj)
+    mujoco.mj_kinematics(mj, data)
+    np.testing.assert_allclose(data.body("hand").xpos, [-0.8172, -0.2329, 0.0628], atol=1e-9)
+
+
+@pytest.mark.parametrize(("name", "lower", "upper", "torque"), [
+    ("panda", (-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973),
+     (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973), (87, 87, 87, 87, 12, 12, 12)),
+    ("ur5e", (-2 * math.pi, -2 * math.pi, -math.pi, -2 * math.pi, -2 * math.pi, -2 * math.pi),
+     (2 * math.pi, 2 * math.pi, math.pi, 2 * math.pi, 2 * math.pi, 2 * math.pi), (150, 150, 150, 28, 28, 28)),
+    ("xarm7", (-2 * math.pi, -2.059, -2 * math.pi, -0.19198, -2 * math.pi, -1.69297, -2 * math.pi),
+     (2 * math.pi, 2.0944, 2 * math.pi, 3.927, 2 * math.pi, math.pi, 2 * math.pi), (50, 50, 30, 30, 30, 20, 20)),
+])
+def test_joint_limits_are_the_published_ones(name, lower, upper, torque):
+    model = robot_models()[name]
+    mj = mujoco.MjModel.from_xml_string(arm_mjcf_document(model))
+    ranges = np.array([mj.joint(j.name).range for j in model.joints])
+    np.testing.assert_allclose(ranges[:, 0], lower)
+    np.testing.assert_allclose(ranges[:, 1], upper)
+    assert model.max_torque_nm == torque
+
+
+@pytest.mark.parametrize("cell_name", ["real_ur5e", "real_xarm7"])
+def test_controller_drives_each_builtin_arm_to_targets(cell_name):
+    twin = Twin(load_cell(CELLS / f"{cell_name}.yaml"))
+    workspace_min, workspace_max = np.array(twin.cell.safety.workspace_min_m), np.array(twin.cell.safety.workspace_max_m)
+    start = twin.arm.state().ee_pos_m
+    assert np.all(start > workspace_min) and np.all(start < workspace_max), "the home pose is inside the workspace"
+    for offset in ([0.08, 0.1, -0.1], [-0.1, -0.1, 0.05]):
+        target = np.clip(start + offset, workspace_min + 0.02, workspace_max - 0.02)
+        for _ in range(40):
+            twin.arm.command(EEDeltaCommand(target - twin.arm.target_pos_m, np.zeros(3), 1.0))
+            twin.advance(twin.cell.control_dt_s)
+        assert np.linalg.norm(twin.arm.state().ee_pos_m - target) < 0.005
+    assert twin.arm.state().gripper_width_m < 0.01, "the gripper closed"
+
+
+def test_tcp_offset_override_moves_the_tool_site():
+    base = Twin(load_cell(CELLS / "real_ur5e.yaml", ["robot.tcp_offset_m=0.174"]))
+    longer = Twin(load_cell(CELLS / "real_ur5e.yaml", ["robot.tcp_offset_m=0.224"]))
+    approach = base.data.site("tcp").xmat.reshape(3, 3)[:, 2]
+    assert approach[2] < -0.999, "at home the tool points down"
+    np.testing.assert_allclose(longer.arm.state().ee_pos_m - base.arm.state().ee_pos_m, 0.05 * approach, atol=1e-9)
+
+
+def test_home_pose_with_the_wrong_number_of_joints_is_a_clear_error():
+    with pytest.raises(ConfigError, match=r"real_ur5e.yaml: robot.home_q_rad: has 7 values but the ur5e arm has 6 joints"):
+        Twin(load_cell(CELLS / "real_ur5e.yaml", ["robot.home_q_rad=[0, 0, 0, 0, 0, 0, 0]"]))
+    with pytest.raises(ConfigError, match="robot.model: got 'ur5'; allowed values: 'panda', 'ur5e', 'xarm7', 'mjcf'"):
+        Twin(load_cell(CELLS / "real_ur5e.yaml", ["robot.model=ur5"]))
