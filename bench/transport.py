@@ -2,11 +2,13 @@
 
 The same run measures raw zenoh puts of the same CDR bytes (the baseline) and the robolearn node
 API (rosbags CDR serialization, rmw_zenoh key expression and attachment, deserialization and dispatch
-on the subscriber's spin thread). Latency is one-way, publish call to subscriber callback, on the
-host monotonic clock shared by both processes. Prints one JSON line last:
-``image_30hz_p50_ms``, ``image_30hz_p99_ms``, ``image_30hz_loss`` (node API), the raw baseline's
-p50/p99, and ``overhead_vs_raw_zenoh`` (node p50 / raw p50). Targets: loss 0, p99 ≤ 15 ms,
-overhead ≤ 1.5×.
+on the subscriber's spin thread). The two streams are interleaved (a raw frame, half a period later
+a node frame), so both see the same machine load. Latency is one-way on the host monotonic clock
+shared by both processes: for the node API from the ``publish`` call (the header stamp is taken just
+before it, so serialization counts) to the subscription callback; for raw zenoh from the ``put`` to
+the sample's bytes in the zenoh callback. Prints one JSON line last: ``image_30hz_p50_ms``,
+``image_30hz_p99_ms``, ``image_30hz_loss`` (node API), the raw baseline's p50/p99/loss, and
+``overhead_vs_raw_zenoh`` (node p50 / raw p50). Targets: loss 0, p99 ≤ 15 ms, overhead ≤ 1.5×.
 
     python bench/transport.py [--frames 300]
 """
@@ -24,7 +26,7 @@ import numpy as np
 import zenoh
 
 from robolearn.interfaces import now_ns
-from robolearn.ros import Node, ZenohSettings, messages
+from robolearn.ros import Node, Received, ZenohSettings, messages
 from robolearn.ros.zenoh_backend import free_endpoint, open_router
 
 RAW_KEY = "bench/raw_image"
@@ -37,28 +39,25 @@ def subscriber(endpoint: str, frames: int) -> None:
     settings = ZenohSettings(router_endpoint=endpoint)
     raw_ms: list[float] = []
     node_ms: list[float] = []
+
+    def on_raw(sample: zenoh.Sample) -> None:
+        payload = sample.payload.to_bytes()
+        sent_ns = struct.unpack_from("<q", sample.attachment.to_bytes(), 8)[0]
+        raw_ms.append((now_ns() - sent_ns) / 1e6 if len(payload) > 0 else -1.0)
+
+    def on_node(received: Received) -> None:
+        image = messages.image_array(received.msg)
+        node_ms.append((now_ns() - messages.stamp_ns(received.msg)) / 1e6 if image.shape == (HEIGHT, WIDTH, 3) else -1.0)
+
     raw = zenoh.open(settings.session_config())
-    raw.declare_subscriber(RAW_KEY, lambda s: raw_ms.append(
-        (now_ns() - struct.unpack_from("<q", s.attachment.to_bytes(), 8)[0]) / 1e6) if s.payload.to_bytes() else None)
+    raw.declare_subscriber(RAW_KEY, on_raw)
     node = Node("bench_listener", settings=settings)
-    node.create_subscription(messages.IMAGE, TOPIC, lambda r: node_ms.append(
-        (now_ns() - r.source_stamp_ns) / 1e6 if messages.image_array(r.msg).shape == (HEIGHT, WIDTH, 3) else -1.0),
-        depth=frames)
+    node.create_subscription(messages.IMAGE, TOPIC, on_node, depth=frames)
     print("ready", flush=True)
-    node.spin(until=lambda: len(node_ms) >= frames, timeout_s=frames / RATE_HZ * 2 + 30)
+    node.spin(until=lambda: len(node_ms) >= frames and len(raw_ms) >= frames, timeout_s=frames / RATE_HZ * 2 + 30)
     node.close()
     raw.close()
     print(json.dumps({"raw_ms": raw_ms, "node_ms": node_ms}), flush=True)
-
-
-def publish_at_rate(frames: int, send) -> None:
-    period_s = 1.0 / RATE_HZ
-    start = time.monotonic()
-    for i in range(frames):
-        delay = start + i * period_s - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        send(i)
 
 
 def main() -> None:
@@ -85,15 +84,17 @@ def main() -> None:
     time.sleep(1.0)
     cdr = bytes(messages.serialize(messages.image_msg(rgb, now_ns(), "bench"), messages.IMAGE))
     gid = bytes(16)
-
-    def send_raw(i: int) -> None:
-        raw_publisher.put(cdr, attachment=struct.pack("<qqB16s", i + 1, now_ns(), 16, gid))
-
-    def send_node(i: int) -> None:
-        publisher.publish(messages.image_msg(rgb, now_ns(), "bench"))
-
-    publish_at_rate(args.frames, send_raw)
-    publish_at_rate(args.frames, send_node)
+    period_s = 1.0 / RATE_HZ
+    start = time.monotonic()
+    for i in range(args.frames):
+        for offset_s, send_node in ((0.0, False), (period_s / 2, True)):
+            delay = start + i * period_s + offset_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if send_node:
+                publisher.publish(messages.image_msg(rgb, now_ns(), "bench"))
+            else:
+                raw_publisher.put(cdr, attachment=struct.pack("<qqB16s", i + 1, now_ns(), 16, gid))
     output, _ = child.communicate(timeout=args.frames / RATE_HZ * 2 + 60)
     result_lines = [line for line in output.splitlines() if line.startswith("{")]
     data = json.loads(result_lines[-1])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from robolearn.config import ChoiceBase, ChoiceRegistry, ConfigError, load_config
 
@@ -167,6 +167,26 @@ class SafetyConfig:
 
 
 @dataclass
+class RosConfig:
+    """How the cell's ROS 2 nodes talk (docs/ros.md).
+
+    backend: ``auto`` (rclpy when it and ``robolearn_msgs`` import, else zenoh), ``zenoh`` or
+    ``rclpy``. domain_id: the ROS domain (``ROS_DOMAIN_ID`` overrides it). router_endpoint: the
+    zenoh router every session connects to. listen_endpoints: where each node's session accepts
+    peers; localhost only by default, add e.g. ``tcp/192.168.1.10:0`` to reach other machines.
+    """
+
+    backend: Literal["auto", "zenoh", "rclpy"] = "auto"
+    domain_id: int = 0
+    router_endpoint: str = "tcp/localhost:7447"
+    listen_endpoints: list[str] = field(default_factory=lambda: ["tcp/127.0.0.1:0"])
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.domain_id <= 232:
+            raise ValueError(f"domain_id must be in 0..232 (ROS 2 domains), got {self.domain_id}")
+
+
+@dataclass
 class CellConfig:
     """One robot cell. ``control_hz`` is the rate of env steps and policy actions."""
 
@@ -180,6 +200,7 @@ class CellConfig:
     objects: list[ObjectConfig] = field(default_factory=list)
     lights: list[LightConfig] = field(default_factory=lambda: [LightConfig()])
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    ros: RosConfig = field(default_factory=RosConfig)
     source_path: str = ""
 
     def __post_init__(self) -> None:

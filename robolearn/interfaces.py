@@ -130,6 +130,18 @@ class EEDeltaCommand:
         return np.concatenate([self.translation_m, self.rotation_rad, [self.gripper_closed]])
 
 
+@dataclass
+class JointCommand:
+    """An absolute joint position target for one control step.
+
+    q_rad: ``(n_joints,)`` target joint positions. gripper_closed: target closure in [0, 1], or NaN
+    to leave the gripper as it is.
+    """
+
+    q_rad: np.ndarray
+    gripper_closed: float = float("nan")
+
+
 @dataclass(frozen=True)
 class Violation:
     """One safety event: what rule fired and what it did.
@@ -144,9 +156,10 @@ class Violation:
 
 @dataclass
 class AppliedCommand:
-    """What an arm actually executed for one ``command`` call, after the SafetyFilter."""
+    """What an arm actually executed for one ``command`` or ``command_joints`` call, after the
+    SafetyFilter."""
 
-    command: EEDeltaCommand
+    command: EEDeltaCommand | JointCommand
     violations: list[Violation] = field(default_factory=list)
     stamp_ns: int = 0
 
@@ -167,6 +180,12 @@ class Arm(Protocol):
 
     def command(self, command: EEDeltaCommand) -> AppliedCommand:
         """Filter ``command`` through the SafetyFilter, send it, and return what was sent."""
+        ...
+
+    def command_joints(self, command: JointCommand) -> AppliedCommand:
+        """Filter a joint position target (joint limits, joint speed, workspace box of the tool at
+        that target, NaN/inf), send it, and return what was sent. The end-effector target of later
+        ``command`` calls continues from where this one puts the tool."""
         ...
 
     def stop(self) -> None:

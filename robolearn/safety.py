@@ -6,12 +6,13 @@ real cell will: a twin score reflects what will actually run (DESIGN.md, "Safety
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from robolearn.cell import SafetyConfig
-from robolearn.interfaces import EEDeltaCommand, Violation
+from robolearn.interfaces import EEDeltaCommand, JointCommand, Violation
 
 KINDS = (
     "nan",
@@ -39,11 +40,14 @@ class SafetyFilter:
 
     joint_lower_rad / joint_upper_rad: ``(n_joints,)`` hard limits of the arm (the filter keeps
     ``joint_margin_rad`` away from them); None when only end-effector commands are filtered.
+    tool_position_m: forward kinematics, joint positions ``(n_joints,)`` → tool centre point ``(3,)``
+    in the cell frame; needed to check joint commands against the workspace box.
     """
 
     config: SafetyConfig
     joint_lower_rad: np.ndarray | None = None
     joint_upper_rad: np.ndarray | None = None
+    tool_position_m: Callable[[np.ndarray], np.ndarray] | None = None
 
     def filter_ee_delta(
         self, command: EEDeltaCommand, target_pos_m: np.ndarray
@@ -98,6 +102,40 @@ class SafetyFilter:
             violations.append(Violation("gripper_range", f"gripper {gripper:.3f} clipped to [0, 1]"))
             gripper = float(np.clip(gripper, 0.0, 1.0))
         return EEDeltaCommand(translation, rotation, gripper), violations
+
+    def filter_joint_command(
+        self, command: JointCommand, q_now_rad: np.ndarray, dt_s: float
+    ) -> tuple[JointCommand, list[Violation]]:
+        """Make a joint position command safe for one control step of ``dt_s`` from ``q_now_rad``.
+
+        The target is checked as in ``filter_joint_target``; then, since a joint target cannot be
+        clipped into a Cartesian box, a target whose tool centre point leaves the workspace box is
+        rejected whole (the arm holds ``q_now_rad``, reported as ``workspace``). The gripper is
+        clipped to [0, 1] (NaN leaves it).
+        """
+        if self.joint_lower_rad is None or self.tool_position_m is None:
+            raise ValueError("joint commands need the arm's joint limits and forward kinematics in the SafetyFilter")
+        q_now = np.asarray(q_now_rad, dtype=np.float64)
+        target = np.asarray(command.q_rad, dtype=np.float64)
+        if target.shape != q_now.shape:
+            raise ValueError(f"a joint command needs {len(q_now)} positions (one per joint), got shape {target.shape}")
+        gripper = float(command.gripper_closed)
+        if np.isinf(gripper):
+            return JointCommand(q_now.copy()), [Violation("nan", f"non-finite gripper {gripper} rejected; holding")]
+        q_safe, violations = self.filter_joint_target(target, q_now, dt_s)
+        if violations and violations[0].kind == "nan":
+            return JointCommand(q_safe), violations
+        tool = np.asarray(self.tool_position_m(q_safe), dtype=np.float64)
+        lower = np.asarray(self.config.workspace_min_m, dtype=np.float64)
+        upper = np.asarray(self.config.workspace_max_m, dtype=np.float64)
+        if np.any(tool < lower) or np.any(tool > upper):
+            violations.append(Violation("workspace", f"joint target puts the tool at {_fmt(tool)} m, outside the box "
+                                                     f"{_fmt(lower)}..{_fmt(upper)}; rejected, holding"))
+            q_safe = q_now.copy()
+        if not np.isnan(gripper) and not 0.0 <= gripper <= 1.0:
+            violations.append(Violation("gripper_range", f"gripper {gripper:.3f} clipped to [0, 1]"))
+            gripper = float(np.clip(gripper, 0.0, 1.0))
+        return JointCommand(q_safe, gripper), violations
 
     def filter_joint_target(
         self, q_target_rad: np.ndarray, q_now_rad: np.ndarray, dt_s: float

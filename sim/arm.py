@@ -4,10 +4,11 @@ Every command goes through the cell's ``SafetyFilter`` (workspace box, per-step 
 NaN/inf rejection), exactly as on the real arm. The controller is a Cartesian impedance law run at
 every physics step (≥ 500 Hz)::
 
-    tau = J^T (K_p e - K_d J dq) + N (k_null (q_home - q) - d_null dq)
+    tau = J^T (K_p e - K_d J dq) + N (k_null (q_posture - q) - d_null dq)
 
 with gravity compensated by MuJoCo (``gravcomp``) and ``N`` the dynamically inconsistent null-space
-projector ``I - J^T J^+T`` that keeps the elbow near home without disturbing the end effector.
+projector ``I - J^T J^+T`` that keeps the elbow near ``q_posture`` (home, or the target of the last
+joint command) without disturbing the end effector.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 import mujoco
 import numpy as np
 
-from robolearn.interfaces import AppliedCommand, ArmState, EEDeltaCommand, Violation
+from robolearn.interfaces import AppliedCommand, ArmState, EEDeltaCommand, JointCommand, Violation
 from robolearn.safety import SafetyFilter
 
 if TYPE_CHECKING:
@@ -84,9 +85,12 @@ class SimArm:
         self.gripper_id = model.actuator(binding.gripper_actuator).id
         self.finger_qpos_ids = np.array([model.joint(n).qposadr[0] for n in binding.finger_joints], dtype=int)
         ranges = model.jnt_range[[model.joint(n).id for n in binding.joint_names]]
-        self.safety = SafetyFilter(twin.cell.safety, ranges[:, 0].copy(), ranges[:, 1].copy())
+        self._kinematics = mujoco.MjData(model)
+        self.safety = SafetyFilter(twin.cell.safety, ranges[:, 0].copy(), ranges[:, 1].copy(),
+                                   tool_position_m=lambda q: self.tool_pose(q)[0])
         self.max_torque_nm = np.asarray(binding.max_torque_nm, dtype=np.float64)
         self.home_q_rad = np.asarray(twin.cell.robot.home_q_rad, dtype=np.float64)
+        self.posture_q_rad = self.home_q_rad.copy()
         self._jac = np.zeros((6, model.nv))
         self._error = np.zeros(6)
         self._projector = np.eye(len(self.dof_ids))
@@ -108,7 +112,9 @@ class SimArm:
         return len(self.qpos_ids)
 
     def set_joint_positions(self, q_rad: np.ndarray) -> None:
-        """Teleport the arm to ``q_rad`` ``(n_joints,)`` at rest (resets and mirroring)."""
+        """Teleport the arm to ``q_rad`` ``(n_joints,)`` at rest, gripper open (resets and
+        mirroring); the null-space posture returns to home."""
+        self.posture_q_rad = self.home_q_rad.copy()
         data = self.twin.data
         data.qpos[self.qpos_ids] = q_rad
         data.qvel[self.dof_ids] = 0.0
@@ -145,6 +151,15 @@ class SimArm:
         mujoco.mj_jacSite(self.twin.model, self.twin.data, self._jac[:3], self._jac[3:], self.site_id)
         return self._jac[:, self.dof_slice]
 
+    def tool_pose(self, q_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Forward kinematics: the tool centre point ``(pos_m (3,), rotation 3×3)`` in the cell frame
+        at arm joint positions ``q_rad`` (the rest of the scene as it is now)."""
+        model, scratch = self.twin.model, self._kinematics
+        scratch.qpos[:] = self.twin.data.qpos
+        scratch.qpos[self.qpos_ids] = q_rad
+        mujoco.mj_kinematics(model, scratch)
+        return scratch.site_xpos[self.site_id].copy(), scratch.site_xmat[self.site_id].reshape(3, 3).copy()
+
     def command(self, command: EEDeltaCommand) -> AppliedCommand:
         """Filter ``command`` and latch the new target; returns what will be tracked."""
         safe, violations = self.safety.filter_ee_delta(command, self.target_pos_m)
@@ -152,13 +167,27 @@ class SimArm:
         violations += joint_violations
         self.target_pos_m = self.target_pos_m + safe.translation_m
         self.target_rot = _orthonormal(axis_angle_to_mat(safe.rotation_rad) @ self.target_rot)
-        if not np.isnan(safe.gripper_closed):
-            self.gripper_closed = float(safe.gripper_closed)
-            binding = self.twin.binding
-            self.twin.data.ctrl[self.gripper_id] = binding.gripper_open_ctrl + self.gripper_closed * (
-                binding.gripper_closed_ctrl - binding.gripper_open_ctrl
-            )
+        self._command_gripper(safe.gripper_closed)
         return AppliedCommand(safe, violations, self.twin.time_ns)
+
+    def command_joints(self, command: JointCommand) -> AppliedCommand:
+        """Filter a joint target and track it: the tool's pose at the target becomes the Cartesian
+        target and the target itself the null-space posture (so a redundant arm settles there too)."""
+        q_now = self.twin.data.qpos[self.qpos_ids].copy()
+        safe, violations = self.safety.filter_joint_command(command, q_now, self.twin.cell.control_dt_s)
+        self.target_pos_m, self.target_rot = self.tool_pose(safe.q_rad)
+        self.posture_q_rad = safe.q_rad.copy()
+        self._command_gripper(safe.gripper_closed)
+        return AppliedCommand(safe, violations, self.twin.time_ns)
+
+    def _command_gripper(self, gripper_closed: float) -> None:
+        if np.isnan(gripper_closed):
+            return
+        self.gripper_closed = float(gripper_closed)
+        binding = self.twin.binding
+        self.twin.data.ctrl[self.gripper_id] = binding.gripper_open_ctrl + self.gripper_closed * (
+            binding.gripper_closed_ctrl - binding.gripper_open_ctrl
+        )
 
     def _respect_joint_limits(self, command: EEDeltaCommand) -> tuple[EEDeltaCommand, list[Violation]]:
         """Scale the motion down when the joint step it needs would leave the limits (less margin)."""
@@ -193,7 +222,7 @@ class SimArm:
             # little within a few physics steps, so it is refreshed at PROJECTOR_EVERY_STEPS.
             self._projector = np.eye(self.n_joints) - jacobian.T @ np.linalg.solve(jacobian @ jacobian.T + DLS_DAMPING, jacobian)
         self._steps_since_projector += 1
-        null_torque = NULL_STIFFNESS_NM_RAD * (self.home_q_rad - data.qpos[self.qpos_slice]) - NULL_DAMPING_NMS_RAD * dq
+        null_torque = NULL_STIFFNESS_NM_RAD * (self.posture_q_rad - data.qpos[self.qpos_slice]) - NULL_DAMPING_NMS_RAD * dq
         torque = jacobian.T @ wrench + self._projector @ null_torque - JOINT_DAMPING_NMS_RAD * dq
         np.maximum(np.minimum(torque, self.max_torque_nm), -self.max_torque_nm, out=data.qfrc_applied[self.dof_slice])
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import mujoco
 import numpy as np
 
 Pose = tuple[tuple[float, float, float], tuple[float, float, float, float]]
@@ -97,6 +98,31 @@ class SerialArmModel:
     def max_torque_nm(self) -> tuple[float, ...]:
         return tuple(j.max_torque_nm for j in self.joints)
 
+    def tcp_pose(self, q_rad: np.ndarray, tcp_offset_m: float | None = None) -> np.ndarray:
+        """Forward kinematics: the ``(4, 4)`` pose of the tool centre point in the robot base frame
+        at joint positions ``q_rad`` ``(n_joints,)`` (the pose the twin's ``tcp`` site has)."""
+        pose = np.eye(4)
+        for link, q in zip(self.link_poses, q_rad):
+            pose = pose @ _pose_matrix(link) @ _rot_z_matrix(float(q))
+        tcp_m = self.gripper.tcp_m if tcp_offset_m is None else float(tcp_offset_m)
+        tool = _rot_z_matrix(self.gripper.yaw_rad)
+        tool[2, 3] = tcp_m
+        return pose @ _pose_matrix(self.link_poses[-1]) @ tool
+
+
+def _rot_z_matrix(angle_rad: float) -> np.ndarray:
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    return np.array([[c, -s, 0.0, 0.0], [s, c, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+def _pose_matrix(pose: Pose) -> np.ndarray:
+    pos, quat = pose
+    out = np.eye(4)
+    rotation = np.empty(9)
+    mujoco.mju_quat2Mat(rotation, np.asarray(quat, dtype=np.float64))
+    out[:3, :3], out[:3, 3] = rotation.reshape(3, 3), pos
+    return out
+
 
 def _rot_x_quat(alpha_rad: float) -> tuple[float, float, float, float]:
     return (math.cos(alpha_rad / 2), math.sin(alpha_rad / 2), 0.0, 0.0)
@@ -157,7 +183,7 @@ def _hand_xml(model: SerialArmModel, flange: Pose, wrist_cameras_xml: str, tcp_m
                         for side, joint, sign in (("left", "finger_joint1", ""), ("right", "finger_joint2", "-")))
     # The flange frame, then the gripper's yaw about it (two bodies would add nothing to the physics).
     quat = np.empty(4)
-    _quat_mul(np.asarray(flange_quat, float), np.array([math.cos(g.yaw_rad / 2), 0.0, 0.0, math.sin(g.yaw_rad / 2)]), quat)
+    mujoco.mju_mulQuat(quat, np.asarray(flange_quat, float), np.array([math.cos(g.yaw_rad / 2), 0.0, 0.0, math.sin(g.yaw_rad / 2)]))
     return f"""<body name="hand" pos="{_fmt(flange_pos)}" quat="{_fmt(quat)}" gravcomp="1">
 <inertial pos="0 0 {g.palm_center_m:.6g}" mass="{g.palm_mass_kg:.6g}" diaginertia="0.002 0.002 0.001"/>
 <geom class="robot_link" type="box" size="{_fmt(g.palm_half_size_m)}" pos="0 0 {g.palm_center_m:.6g}" rgba="{model.colors[0]}"/>
@@ -165,13 +191,6 @@ def _hand_xml(model: SerialArmModel, flange: Pose, wrist_cameras_xml: str, tcp_m
 {wrist_cameras_xml}
 {fingers}
 </body>"""
-
-
-def _quat_mul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    w1, x1, y1, z1 = a
-    w2, x2, y2, z2 = b
-    out[:] = (w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-              w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2)
 
 
 def arm_body_xml(model: SerialArmModel, base_pos_m, base_yaw_rad: float, wrist_cameras_xml: str = "",

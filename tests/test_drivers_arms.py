@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import threading
 from types import SimpleNamespace
 
@@ -22,7 +21,8 @@ from robolearn.drivers.franka.arm import FrankaArm
 from robolearn.drivers.ur.arm import URArm
 from robolearn.drivers.ur.robotiq import RobotiqSocketGripper
 from robolearn.drivers.xarm.arm import XArm
-from robolearn.interfaces import EEDeltaCommand
+from robolearn.interfaces import EEDeltaCommand, JointCommand
+from robolearn.sim.robots import robot_models
 
 CELLS = "configs/cells"
 
@@ -87,6 +87,17 @@ class FakeFranky:
             def set_reference(self, reference):
                 calls.append(("set_reference", reference.target.translation.copy(), reference.target.quaternion.copy()))
 
+        class JointReference:
+            def __init__(self, q):
+                self.q = np.array(q, float)
+
+        class JointImpedanceTrackingMotion:
+            def __init__(self, **kwargs):
+                calls.append(("joint_motion", kwargs))
+
+            def set_reference(self, reference):
+                calls.append(("set_joint_reference", reference.q.copy()))
+
         class Robot:
             def __init__(self, ip):
                 calls.append(("Robot", ip))
@@ -111,7 +122,7 @@ class FakeFranky:
             def poll_motion(self):
                 if fake.reflex:
                     raise fake.ControlException(fake.reflex)
-                return True
+                return fake.running
 
             @property
             def current_pose(self):
@@ -119,7 +130,7 @@ class FakeFranky:
 
             @property
             def current_joint_state(self):
-                return SimpleNamespace(position=np.arange(7) * 0.1, velocity=np.zeros(7))
+                return SimpleNamespace(position=fake.q.copy(), velocity=np.zeros(7))
 
             def stop(self):
                 calls.append(("stop",))
@@ -138,10 +149,13 @@ class FakeFranky:
 
         self.ControlException, self.Affine, self.CartesianReference = ControlException, Affine, CartesianReference
         self.CartesianImpedanceTrackingMotion, self.Robot, self.Gripper = CartesianImpedanceTrackingMotion, Robot, Gripper
-        self.pos, self.quat_xyzw, self.reflex = np.array(pos, float), np.array(quat_xyzw, float), None
+        self.JointImpedanceTrackingMotion, self.JointReference = JointImpedanceTrackingMotion, JointReference
+        self.pos, self.quat_xyzw, self.reflex, self.running = np.array(pos, float), np.array(quat_xyzw, float), None, True
+        self.q = np.arange(7) * 0.1
         if real is not None:  # franky's own value types and motion; only Robot and Gripper stay doubles
             self.ControlException, self.Affine, self.CartesianReference = real.ControlException, real.Affine, real.CartesianReference
             self.CartesianImpedanceTrackingMotion = real.CartesianImpedanceTrackingMotion
+            self.JointImpedanceTrackingMotion, self.JointReference = real.JointImpedanceTrackingMotion, real.JointReference
 
     def take(self):
         out, self.calls[:] = list(self.calls), []
@@ -214,6 +228,10 @@ def test_franka_reflex_raises_or_recovers():
     franky.reflex = "cartesian_reflex: collision detected"
     with pytest.raises(ArmFault, match="cartesian_reflex.*auto_recover"):
         arm.command(cmd([0.01, 0, 0]))
+    franky.reflex, franky.running = None, False  # the motion ended without an exception
+    with pytest.raises(ArmFault, match="no longer running"):
+        arm.command(cmd([0.01, 0, 0]))
+    franky.running = True
 
     cell = load_cell(f"{CELLS}/real_franka.yaml", ["arm.auto_recover=true"])
     arm = FrankaArm(cell.arm, cell, sdk=franky)
@@ -229,6 +247,48 @@ def test_franka_reflex_raises_or_recovers():
     np.testing.assert_allclose(franky.take()[0][1], [0.51, 0.0, 0.3])
 
 
+def tool_in_base(cell, q) -> np.ndarray:
+    """The tool position the built-in model's kinematics give at ``q``, in the robot base frame."""
+    return robot_models()[cell.robot.model].tcp_pose(np.asarray(q, float), cell.robot.tcp_offset_m)[:3, 3]
+
+
+def test_franka_joint_commands_switch_motions_and_back():
+    cell = load_cell(f"{CELLS}/real_franka.yaml")
+    franky = FakeFranky([0.5, 0.0, 0.3], [1.0, 0.0, 0.0, 0.0])
+    franky.q = np.array([0.0, -0.1, 0.0, -2.3, 0.0, 2.2, 0.785])
+    arm = FrankaArm(cell.arm, cell, sdk=franky)
+    arm.connect()
+    franky.take()
+    max_step = cell.safety.max_joint_vel_rad_s * cell.control_dt_s
+    target = franky.q + np.array([0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 3 * max_step])  # joint 7 too fast
+    applied = arm.command_joints(JointCommand(target, 1.0))
+    assert [v.kind for v in applied.violations] == ["joint_velocity"]
+    expected = franky.q + np.array([0.05, 0.0, 0.0, 0.0, 0.0, 0.0, max_step])
+    (motion, (name, q_sent), move, grasp) = franky.take()
+    assert motion == ("joint_motion", {}) and name == "set_joint_reference" and move == ("move", True)
+    np.testing.assert_allclose(q_sent, expected)
+    assert grasp[0] == "grasp_async"
+    arm.command_joints(JointCommand(expected))
+    assert [c[0] for c in franky.take()] == ["set_joint_reference"]  # the same motion keeps running
+    arm.command(cmd([0.01, 0.0, 0.0]))  # back to Cartesian tracking, from the tool's pose at the joint target
+    calls = franky.take()
+    assert [c[0] for c in calls] == ["motion", "set_reference", "move", "set_reference"]
+    np.testing.assert_allclose(calls[-1][1], tool_in_base(cell, expected) + [0.01, 0.0, 0.0], atol=1e-9)
+
+
+def test_joint_commands_need_a_builtin_robot_model(tmp_path):
+    robot_xml = tmp_path / "panda.xml"
+    from robolearn.sim.robots import arm_mjcf_document
+
+    robot_xml.write_text(arm_mjcf_document(robot_models()["panda"]))
+    cell = load_cell(f"{CELLS}/real_franka.yaml", ["robot.model=mjcf", f"robot.mjcf_path={robot_xml}",
+                                                   "robot.joint_names=[joint1, joint2, joint3, joint4, joint5, joint6, joint7]"])
+    arm = FrankaArm(cell.arm, cell, sdk=FakeFranky([0.5, 0.0, 0.3], [1.0, 0.0, 0.0, 0.0]))
+    arm.connect()
+    with pytest.raises(ArmFault, match="joint commands need a built-in robot model.*robot.model to one of panda, ur5e, xarm7"):
+        arm.command_joints(JointCommand(np.zeros(7)))
+
+
 def test_franka_driver_against_the_real_franky_types():
     real = pytest.importorskip("franky", reason="franky-control is needed (pip install 'robolearn[franka]')")
     cell = load_cell(f"{CELLS}/real_franka.yaml", ["arm.auto_recover=true"])
@@ -242,6 +302,10 @@ def test_franka_driver_against_the_real_franky_types():
     np.testing.assert_allclose(np.ravel(target.translation), [0.41, 0.0, 0.29])
     expected = quat_mul_rotvec(np.array([0, 0, 0.05]), np.array([0.0, 1.0, 0.0, 0.0]))
     assert same_rotation(np.roll(np.ravel(target.quaternion), 1), expected)
+    franky.q = np.array([0.0, -0.1, 0.0, -2.3, 0.0, 2.2, 0.785])
+    arm.command_joints(JointCommand(franky.q + 0.01))
+    assert isinstance(franky.motion, real.JointImpedanceTrackingMotion)
+    np.testing.assert_allclose(np.ravel(franky.motion.get_reference().q), franky.q + 0.01)
     franky.reflex = "cartesian_reflex"
     assert [v.kind for v in arm.command(cmd()).violations] == ["reflex"]
 
@@ -279,6 +343,7 @@ class FakeRTDE:
     def __init__(self, tcp_pose):
         self.calls = []
         self.tcp_pose = list(tcp_pose)
+        self.q = [0.0, -1.57, 1.57, -1.57, -1.57, 0.0]
         self.protective_stop = False
         calls, fake = self.calls, self
 
@@ -297,7 +362,7 @@ class FakeRTDE:
                 return list(fake.tcp_pose)
 
             def getActualQ(self):
-                return [0.0, -1.57, 1.57, -1.57, -1.57, 0.0]
+                return list(fake.q)
 
             def getActualQd(self):
                 return [0.0] * 6
@@ -379,20 +444,68 @@ def test_ur_speed_mode_sends_velocity_to_reach_target_in_one_step():
     assert rtde.take() == [("speedStop", 2.0)]
 
 
-def test_ur_protective_stop_auto_recovery():
+def test_ur_protective_stop_auto_recovery(monkeypatch):
+    import robolearn.drivers.ur.arm as ur_arm
+
+    clock = [100.0]
+    monkeypatch.setattr(ur_arm.time, "monotonic", lambda: clock[0])
     rtde = FakeRTDE([0.4, 0.1, 0.3, 0.0, 3.0, 0.0])
     cell = load_cell(f"{CELLS}/real_ur5e.yaml", ["arm.gripper=false", "arm.auto_recover=true"])
     arm = URArm(cell.arm, cell, sdk=rtde)
     arm.connect()
     rtde.take()
     rtde.protective_stop = True
+    for now_s, left_s in ((100.0, 5.0), (103.0, 2.0)):  # the controller refuses an unlock for 5 s
+        clock[0] = now_s
+        applied = arm.command(cmd([0.01, 0.0, 0.0]))
+        assert [v.kind for v in applied.violations] == ["reflex"] and f"unlocking in {left_s:.1f} s" in applied.violations[0].detail
+        assert rtde.take() == []  # held: nothing sent
+    clock[0] = 105.0
     applied = arm.command(cmd([0.01, 0.0, 0.0]))
-    assert [v.kind for v in applied.violations] == ["reflex"]
+    assert [v.kind for v in applied.violations] == ["reflex"] and "unlocked" in applied.violations[0].detail
     assert [c[0] for c in rtde.take()] == [
         "DashboardClient", "connect", "closeSafetyPopup", "unlockProtectiveStop", "disconnect", "reuploadScript",
     ]
     arm.command(cmd([0.01, 0.0, 0.0]))
     np.testing.assert_allclose(rtde.take()[0][1][:3], [0.41, 0.1, 0.3])
+
+
+def test_ur_joint_commands_servo_j_and_speed_j():
+    rtde = FakeRTDE([0.4, 0.1, 0.3, 0.0, 3.0, 0.0])
+    rtde.q = [np.pi, -1.571, 1.571, -1.571, -1.571, 0.0]
+    cell = load_cell(f"{CELLS}/real_ur5e.yaml", ["arm.gripper=false"])
+    arm = URArm(cell.arm, cell, sdk=rtde)
+    arm.connect()
+    rtde.take()
+    target = np.array(rtde.q) + [0.05, -0.02, 0.0, 0.0, 0.0, 0.1]
+    assert not arm.command_joints(JointCommand(target)).violations
+    ((name, q, speed, accel, time_s, lookahead_s, gain),) = rtde.take()
+    assert (name, speed, accel, time_s, lookahead_s, gain) == ("servoJ", 0.0, 0.0, 0.1, 0.1, 300.0)
+    np.testing.assert_allclose(q, target)
+    arm.command(cmd([0.0, 0.0, -0.01]))  # continues from the tool's pose at the joint target
+    np.testing.assert_allclose(rtde.take()[0][1][:3], tool_in_base(cell, target) + [0.0, 0.0, -0.01], atol=1e-9)
+    arm.control.servoJ = lambda *args: False
+    with pytest.raises(ArmFault, match="refused servoJ"):
+        arm.command_joints(JointCommand(target))
+
+    cell = load_cell(f"{CELLS}/real_ur5e.yaml", ["arm.gripper=false", "arm.mode=speed", "control_hz=20"])
+    arm = URArm(cell.arm, cell, sdk=rtde)
+    arm.connect()
+    rtde.take()
+    arm.command_joints(JointCommand(np.array(rtde.q) + [0.02, 0.0, 0.0, 0.0, 0.0, -0.01]))
+    ((name, qd, accel, time_s),) = rtde.take()
+    assert (name, accel, time_s) == ("speedJ", 1.4, 0.05)
+    np.testing.assert_allclose(qd, [0.4, 0.0, 0.0, 0.0, 0.0, -0.2], atol=1e-9)  # rad/s to reach it in one step
+
+
+def test_ur_refused_servo_raises():
+    rtde = FakeRTDE([0.4, 0.1, 0.3, 0.0, 3.0, 0.0])
+    cell = load_cell(f"{CELLS}/real_ur5e.yaml", ["arm.gripper=false"])
+    arm = URArm(cell.arm, cell, sdk=rtde)
+    arm.connect()
+    arm.control.servoL = lambda *args: False  # what ur_rtde returns when its control script is not running
+    with pytest.raises(ArmFault, match="refused servoL.*remote control"):
+        arm.command(cmd([0.01, 0.0, 0.0]))
 
 
 # --------------------------------------------------------------------------- xArm (xarm-python-sdk)
@@ -489,6 +602,22 @@ def test_xarm_servo_cartesian_units_gripper_and_errors():
     assert sdk.take() == [("clean_error",), ("motion_enable", "enable=True"), ("set_mode", 1), ("set_state", 0)]
 
 
+def test_xarm_joint_commands_use_servo_angle_j():
+    sdk = FakeXArmSDK([400.0, 0.0, 300.0, np.pi, 0.0, 0.0])
+    cell = load_cell(f"{CELLS}/real_xarm7.yaml")
+    arm = XArm(cell.arm, cell, sdk=sdk)
+    arm.connect()
+    sdk.take()
+    home = np.array(cell.robot.home_q_rad)
+    arm.api.get_joint_states = lambda is_radian=None: (0, [list(home), [0.0] * 7, [0.0] * 7])
+    target = home + [0.0, 0.05, 0.0, -0.05, 0.0, 0.0, 0.1]
+    assert not arm.command_joints(JointCommand(target, 0.0)).violations
+    (name, angles, radian), gripper = sdk.take()
+    assert (name, radian) == ("set_servo_angle_j", "is_radian=True")
+    np.testing.assert_allclose(angles, target)
+    assert gripper == ("set_gripper_position", 850.0, "wait=False")
+
+
 def test_arm_config_errors_name_the_key():
     from robolearn.config import ConfigError
 
@@ -496,14 +625,6 @@ def test_arm_config_errors_name_the_key():
         load_cell(f"{CELLS}/real_franka.yaml", ['arm.ip=""'])
     with pytest.raises(ConfigError, match="lookahead_time_s"):
         load_cell(f"{CELLS}/real_ur5e.yaml", ["arm.lookahead_time_s=0.5"])
-
-
-def test_missing_sdk_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "franky", None)  # makes `import franky` fail as if not installed
-    cell = load_cell(f"{CELLS}/real_franka.yaml")
-    arm = cell.arm.create(cell)
-    with pytest.raises(ImportError, match=r"pip install 'robolearn\[franka\]'"):
-        arm.connect()
 
 
 @pytest.mark.hardware

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robolearn.cell import load_cell
-from robolearn.interfaces import EEDeltaCommand, now_ns
+from robolearn.interfaces import EEDeltaCommand, JointCommand, now_ns
 from robolearn.ros import Node, ZenohSettings, messages
 from robolearn.ros.nodes import topics
 from robolearn.ros.nodes.arm import ArmNode
@@ -17,16 +17,21 @@ from robolearn.ros.zenoh_backend import free_endpoint, open_router
 CELL = "configs/cells/sim_panda.yaml"
 
 
+LOW_CEILING = ["safety.workspace_max_m=[0.75, 0.35, 0.05]"]
+
+
 @pytest.fixture
-def graph():
-    """An arm node on the twin (workspace ceiling at z = 0.05 m, below the home pose) spinning in a
-    thread, and a client node that commands it and collects violations."""
+def graph(request):
+    """An arm node on the twin (by default with the workspace ceiling at z = 0.05 m, below the home
+    pose; ``request.param`` replaces those overrides) spinning in a thread, and a client node that
+    commands it and collects violations."""
     from robolearn.sim import Twin
 
     endpoint = free_endpoint()
     router = open_router(endpoint)
     settings = ZenohSettings(router_endpoint=endpoint)
-    cell = load_cell(CELL, ["safety.workspace_max_m=[0.75, 0.35, 0.05]", "safety.command_timeout_s=0.3", "cameras=[]"])
+    overrides = getattr(request, "param", LOW_CEILING)
+    cell = load_cell(CELL, [*overrides, "safety.command_timeout_s=0.3", "cameras=[]"])
     twin = Twin(cell)
     arm_node = Node("arm", settings=settings)
     arm = ArmNode(arm_node, twin.arm, cell, after_tick=lambda: twin.advance(cell.control_dt_s))
@@ -87,3 +92,47 @@ def test_stale_command_stream_holds_the_arm(graph):
     held = arm.arm.target_pos_m.copy()
     client.spin(timeout_s=0.5)
     np.testing.assert_allclose(arm.arm.target_pos_m, held)
+
+
+@pytest.mark.parametrize("graph", [[]], indirect=True)
+def test_twist_command_moves_one_control_period(graph):
+    client, _command, violations, arm, _ = graph
+    applied: list = []
+    client.create_subscription(messages.EE_DELTA_COMMAND, topics.ARM_APPLIED,
+                               lambda r: applied.append(messages.ee_delta_command(r.msg)), depth=100)
+    twist = client.create_publisher(messages.TWIST_STAMPED, topics.ARM_TWIST)
+    client.spin(until=twist.has_subscribers, timeout_s=5)
+    before = arm.arm.target_pos_m.copy()
+    twist.publish(messages.twist_msg(np.array([0.0, 0.05, 0.0]), np.array([0.0, 0.0, 0.2]), now_ns()))
+    client.spin(until=lambda: bool(applied), timeout_s=5)
+    # 0.05 m/s and 0.2 rad/s for one period of the 10 Hz control loop; the gripper is left alone.
+    np.testing.assert_allclose(applied[0].translation_m, [0.0, 0.005, 0.0], atol=1e-12)
+    np.testing.assert_allclose(applied[0].rotation_rad, [0.0, 0.0, 0.02], atol=1e-12)
+    assert np.isnan(applied[0].gripper_closed)
+    np.testing.assert_allclose(arm.arm.target_pos_m - before, [0.0, 0.005, 0.0], atol=1e-9)
+    assert not [v for v in violations if v.kind != "stale_command"]
+
+
+@pytest.mark.parametrize("graph", [[]], indirect=True)
+def test_joint_command_is_filtered_tracked_and_malformed_ones_are_reported(graph):
+    client, _command, violations, arm, _ = graph
+    applied: list = []
+    client.create_subscription(messages.JOINT_STATE, topics.ARM_JOINT_APPLIED, lambda r: applied.append(r.msg), depth=100)
+    joints = client.create_publisher(messages.JOINT_STATE, topics.ARM_JOINT_COMMAND)
+    client.spin(until=joints.has_subscribers, timeout_s=5)
+    names = arm.joint_names
+    assert names == [f"joint{i + 1}" for i in range(7)]  # the Panda's joint names
+    q_now = arm.arm.state().q_rad
+    target = q_now + np.array([0.03, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5])  # joint 7 asks for 5 rad/s
+    reordered = messages.joint_command_msg(JointCommand(target[::-1].copy(), 1.0), names[::-1], now_ns())
+    joints.publish(reordered)
+    client.spin(until=lambda: bool(applied), timeout_s=5)
+    sent = messages.joint_command(applied[0], names)
+    max_step = arm.cell.safety.max_joint_vel_rad_s * arm.cell.control_dt_s
+    np.testing.assert_allclose(sent.q_rad, q_now + [0.03, 0, 0, 0, 0, 0, max_step], atol=1e-9)
+    assert sent.gripper_closed == 1.0
+    assert any(v.kind == "joint_velocity" for v in wait_for(client, violations, "joint_velocity"))
+    joints.publish(messages.msg_class(messages.JOINT_STATE)(
+        header=messages.header(now_ns()), name=["joint1"], position=np.zeros(1), velocity=np.zeros(0), effort=np.zeros(0)))
+    malformed = [v for v in wait_for(client, violations, "nan") if "malformed joint command" in v.detail]
+    assert malformed and "missing ['joint2'" in malformed[0].detail

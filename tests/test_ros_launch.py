@@ -3,11 +3,18 @@ twin_collect records expert episodes through the graph and survives a killed rec
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from robolearn.ros import Node, ZenohSettings
 from robolearn.ros.launch import LaunchConfig, LaunchNode, Supervisor, load_launch
 from robolearn.ros.zenoh_backend import free_endpoint
 
@@ -18,6 +25,59 @@ def test_launch_yaml_arguments_and_overrides():
     assert nodes["twin"].params["episodes"] == "5" and nodes["twin"].required
     assert nodes["recorder"].params["store"] == "/tmp/x.zarr" and nodes["recorder"].restart
     assert config.cell == "configs/cells/sim_panda.yaml" and config.router == "tcp/127.0.0.1:1"
+    assert nodes["recorder"].params["source"] == "expert" and "teleop" not in nodes  # the expert needs no teleop node
+
+
+def test_launch_teleop_choice_selects_nodes_and_cell_overrides():
+    config = load_launch("launch/twin_collect.yaml", ["teleop=keyboard", "router=tcp/127.0.0.1:1"])
+    nodes = {n.name: n for n in config.nodes}
+    assert sorted(nodes) == ["recorder", "teleop", "twin"]
+    assert nodes["recorder"].params["source"] == "teleop" and nodes["twin"].params["teleop"] == "keyboard"
+    command = Supervisor(config).command(nodes["teleop"])
+    assert command[command.index("--set") + 1] == "teleop={type: keyboard}"
+    assert command[command.index("--router") + 1] == "tcp/127.0.0.1:1"
+    assert nodes["teleop"].required and nodes["twin"].required
+
+
+def _wait_for_nodes(endpoint: str, names: set[str], proc: subprocess.Popen, timeout_s: float) -> set[str]:
+    """Poll the graph (liveliness tokens through the router at ``endpoint``) from one observer until
+    it shows every node in ``names``; returns the node names seen last."""
+    seen: set[str] = set()
+    with Node("observer", settings=ZenohSettings(router_endpoint=endpoint)) as observer:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not names <= seen:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.5)
+            seen = {token.split("/")[-1] for token in observer.backend_impl.graph() if "/NN/" in token}
+    return seen
+
+
+def test_ctrl_c_stops_every_node_cleanly(tmp_path):
+    endpoint = free_endpoint()
+    store = tmp_path / "ctrl_c.zarr"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "robolearn", "launch", "launch/twin_collect.yaml", "--set", "episodes=0",
+         "--set", f"store={store}", "--set", f"router={endpoint}", "--set", "task=reach", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "MUJOCO_GL": "egl"})
+    try:
+        assert {"twin", "recorder"} <= _wait_for_nodes(endpoint, {"twin", "recorder"}, proc, timeout_s=120)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal does
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["exit_codes"] == {"recorder": 0, "twin": 0}
+    assert "interrupted; stopping all nodes" in err
+    leftovers = [p for p in Path("/proc").glob("[0-9]*") if str(store) in _cmdline(p)]
+    assert not leftovers  # no node process outlives the launcher
+
+
+def _cmdline(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def test_crashed_node_is_reported_and_restarted_and_required_exit_stops_all():

@@ -11,12 +11,38 @@ from robolearn.ros import messages
 
 def test_image_fast_path_equals_rosbags_cdr():
     rng = np.random.default_rng(0)
-    for array in (rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), rng.random((240, 320)).astype(np.float32)):
-        msg = messages.image_msg(array, 1_234_567_890_123, "front_optical_frame")
-        fast = messages.serialize(msg, messages.IMAGE)
-        assert isinstance(fast, bytes)
-        assert fast == bytes(messages.typestore().serialize_cdr(msg, messages.IMAGE))
-        np.testing.assert_array_equal(messages.image_array(messages.deserialize(fast, messages.IMAGE)), array)
+    arrays = (rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), rng.random((240, 320)).astype(np.float32))
+    # Several stamps and frame ids per format: the cached head must only differ in the stamp bytes.
+    for array in arrays:
+        for stamp, frame_id in ((1_234_567_890_123, "front_optical_frame"), (2**31 * 10**9 - 1, "front_optical_frame"),
+                                (7, "wrist")):
+            msg = messages.image_msg(array, stamp, frame_id)
+            fast = messages.serialize(msg, messages.IMAGE)
+            assert isinstance(fast, bytes)
+            assert fast == bytes(messages.typestore().serialize_cdr(msg, messages.IMAGE))
+            back = messages.deserialize(fast, messages.IMAGE)
+            np.testing.assert_array_equal(messages.image_array(back), array)
+            assert messages.stamp_ns(back) == stamp and back.header.frame_id == frame_id
+    compressed = messages.msg_class(messages.COMPRESSED_IMAGE)(
+        header=messages.header(99, "front"), format="rgb8; jpeg compressed bgr8", data=arrays[0].reshape(-1))
+    assert messages.serialize(compressed, messages.COMPRESSED_IMAGE) == bytes(
+        messages.typestore().serialize_cdr(compressed, messages.COMPRESSED_IMAGE))
+
+
+def test_compressed_image_round_trip_and_twist():
+    yy, xx = np.mgrid[0:48, 0:64]
+    rgb = np.stack([xx * 4, yy * 5, np.full_like(xx, 200)], axis=-1).astype(np.uint8)  # smooth: JPEG-friendly
+    msg = messages.compressed_image_msg(rgb, 5_000_000_001, "front", quality=95)
+    assert msg.format == "rgb8; jpeg compressed bgr8" and bytes(msg.data[:2]) == b"\xff\xd8"  # a JPEG
+    back = messages.compressed_image_array(messages.deserialize(messages.serialize(msg, messages.COMPRESSED_IMAGE),
+                                                                messages.COMPRESSED_IMAGE))
+    assert back.shape == rgb.shape and np.abs(back.astype(int) - rgb).mean() < 2
+    twist = messages.twist_msg(np.array([0.1, -0.2, 0.0]), np.array([0.0, 0.0, 1.0]), 3)
+    delta = messages.twist_to_ee_delta(messages.deserialize(messages.serialize(twist, messages.TWIST_STAMPED),
+                                                            messages.TWIST_STAMPED), 0.05)
+    np.testing.assert_allclose(delta.translation_m, [0.005, -0.01, 0.0])
+    np.testing.assert_allclose(delta.rotation_rad, [0.0, 0.0, 0.05])
+    assert np.isnan(delta.gripper_closed)
 
 
 def test_conversions_round_trip():
@@ -58,3 +84,16 @@ def test_robolearn_types_are_registered_with_hashes():
         assert messages.type_hash(typename).startswith("RIHS01_") and len(messages.type_hash(typename)) == 71
         assert messages.dds_type_name(typename) == f"robolearn_msgs::msg::dds_::{typename.rsplit('/', 1)[1]}_"
     assert messages.msg_class(messages.EPISODE_CONTROL).DISCARD == 3
+
+
+def test_msg_package_for_ros_workspaces(tmp_path):
+    from robolearn.ros.msg_package import write_msg_package
+
+    root = write_msg_package(tmp_path)
+    names = sorted(p.name for p in messages.MSG_DIR.glob("*.msg"))
+    assert root == tmp_path / "robolearn_msgs" and sorted(p.name for p in (root / "msg").iterdir()) == names
+    for name in names:
+        assert (root / "msg" / name).read_text() == (messages.MSG_DIR / name).read_text()
+    cmake = (root / "CMakeLists.txt").read_text()
+    assert "rosidl_generate_interfaces(${PROJECT_NAME}" in cmake and all(f'"msg/{n}"' in cmake for n in names)
+    assert "<name>robolearn_msgs</name>" in (root / "package.xml").read_text()

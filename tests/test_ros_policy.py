@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from robolearn.cell import load_cell
+from robolearn.env import action_to_command
 from robolearn.interfaces import ArmState, now_ns
 from robolearn.ros import Node, ZenohSettings, messages
 from robolearn.ros.nodes import topics
-from robolearn.ros.nodes.policy import PolicyNode, action_to_ee_delta
+from robolearn.ros.nodes.policy import PolicyNode
 from robolearn.ros.zenoh_backend import free_endpoint, open_router
 
 
@@ -66,6 +67,6 @@ def test_policy_node_refuses_missing_and_stale_frames():
         cell_node.spin(timeout_s=0.3)
     router.close()
     assert policy.calls > 0 and policy_node.actions == policy.calls
-    expected = action_to_ee_delta(np.array([1.0, 0, 0, 0, 0, 0, -1]), cell)
+    expected = action_to_command(np.array([1.0, 0, 0, 0, 0, 0, -1]), cell.safety.max_step_m, cell.safety.max_rot_step_rad)
     np.testing.assert_allclose(commands[-1].translation_m, expected.translation_m)
     assert commands[-1].gripper_closed == 0.0

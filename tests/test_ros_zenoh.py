@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zenoh
 
+from robolearn.cell import load_cell
 from robolearn.interfaces import ArmState
 from robolearn.ros import Node, ZenohSettings, messages
 from robolearn.ros.zenoh_backend import (
@@ -21,6 +25,8 @@ from robolearn.ros.zenoh_backend import (
     topic_keyexpr,
     unpack_attachment,
 )
+
+CELL = "configs/cells/sim_panda.yaml"
 
 
 @pytest.fixture
@@ -107,8 +113,10 @@ def test_liveliness_tokens_in_rmw_zenoh_format(router):
         node.create_publisher(messages.SAFETY_VIOLATION, "/arm/violations", depth=10)
         node.create_subscription(messages.IMAGE, "camera/front/image", lambda r: None, depth=5, reliable=False)
         zid = node.backend_impl.zid
-        time.sleep(0.3)
-        tokens = [t for t in observer.backend_impl.graph() if f"/{zid}/" in t]
+        deadline = time.monotonic() + 10
+        tokens: list[str] = []
+        while len(tokens) < 3 and time.monotonic() < deadline:
+            tokens = [t for t in observer.backend_impl.graph() if f"/{zid}/" in t]
     assert f"@ros2_lv/0/{zid}/0/0/NN/%/%cell/recorder" in tokens
     violation_hash = messages.type_hash(messages.SAFETY_VIOLATION)
     assert (f"@ros2_lv/0/{zid}/0/1/MP/%/%cell/recorder/%arm%violations/"
@@ -138,3 +146,45 @@ def test_node_parameters_and_timer(router):
         node.create_timer(0.02, lambda: ticks.append(1))
         node.spin(until=lambda: len(ticks) >= 5, timeout_s=5)
     assert len(ticks) >= 5
+
+
+def _listening_sockets() -> dict[int, str]:
+    """This process's listening TCP sockets: inode → local address (hex, as /proc/net/tcp* has it)."""
+    own = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            own.add(int(target[8:-1]))
+    listening = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[9]) in own:  # state LISTEN
+                listening[int(fields[9])] = fields[1].split(":")[0]
+    return listening
+
+
+def test_sessions_listen_on_localhost_only(router):
+    before = _listening_sockets()
+    with Node("local", settings=settings(router)):
+        opened = {inode: address for inode, address in _listening_sockets().items() if inode not in before}
+    assert opened  # the node's session accepts peers...
+    assert set(opened.values()) == {"0100007F"}  # ...on 127.0.0.1 only
+
+
+def test_settings_from_cell_env_and_flags(monkeypatch):
+    for variable in ("ROS_DOMAIN_ID", "ROBOLEARN_ZENOH_ROUTER", "ZENOH_SESSION_CONFIG_URI"):
+        monkeypatch.delenv(variable, raising=False)
+    assert ZenohSettings.from_cell(load_cell(CELL)).listen_endpoints == ("tcp/127.0.0.1:0",)
+    lan = load_cell(CELL, ["ros.domain_id=3", "ros.router_endpoint=tcp/10.0.0.2:7447", "ros.listen_endpoints=[tcp/10.0.0.5:0]"])
+    from_cell = ZenohSettings.from_cell(lan)
+    assert (from_cell.domain_id, from_cell.router_endpoint, from_cell.listen_endpoints) == (
+        3, "tcp/10.0.0.2:7447", ("tcp/10.0.0.5:0",))
+    monkeypatch.setenv("ROS_DOMAIN_ID", "7")
+    assert ZenohSettings.from_cell(lan).domain_id == 7  # the environment overrides the cell
+    assert ZenohSettings.from_cell(lan, domain_id=9, router_endpoint=None).domain_id == 9  # a flag overrides both
+    config = json.loads(from_cell.session_config().get_json("listen/endpoints"))
+    assert config == ["tcp/10.0.0.5:0"]

@@ -8,7 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from robolearn.cell import SafetyConfig
-from robolearn.interfaces import EEDeltaCommand
+from robolearn.interfaces import EEDeltaCommand, JointCommand
 from robolearn.safety import SafetyFilter, Watchdog
 
 CONFIG = SafetyConfig()
@@ -63,3 +63,48 @@ def test_watchdog_holds_on_stale_and_missing_events():
     assert watchdog.check(1_400_000_000) is None
     violation = watchdog.check(1_600_000_000)
     assert violation.kind == "stale_command" and "600 ms" in violation.detail
+
+
+def _tool_at_first_joint(q: np.ndarray) -> np.ndarray:
+    """A stand-in kinematics: the tool moves along x with joint 1 (0.5 m at q1 = 0)."""
+    return np.array([0.5 + 0.1 * q[0], 0.0, 0.2])
+
+
+JOINT_FILTER = SafetyFilter(CONFIG, np.full(7, -2.9), np.full(7, 2.9), tool_position_m=_tool_at_first_joint)
+
+
+@settings(max_examples=200, deadline=None)
+@given(q_target=st.lists(anything, min_size=7, max_size=7).map(np.array), gripper=anything,
+       q_now=st.lists(st.floats(-2.0, 2.0), min_size=7, max_size=7).map(np.array))
+def test_joint_commands_stay_in_limits_speed_and_workspace(q_target, gripper, q_now):
+    dt_s = 0.1
+    safe, violations = JOINT_FILTER.filter_joint_command(JointCommand(q_target, gripper), q_now, dt_s)
+    assert np.all(np.isfinite(safe.q_rad))
+    assert np.all(np.abs(safe.q_rad - q_now) <= CONFIG.max_joint_vel_rad_s * dt_s + 1e-9)
+    tool = _tool_at_first_joint(safe.q_rad)
+    if not np.array_equal(safe.q_rad, q_now):
+        assert np.all(tool >= CONFIG.workspace_min_m) and np.all(tool <= CONFIG.workspace_max_m)
+    assert np.isnan(safe.gripper_closed) or 0.0 <= safe.gripper_closed <= 1.0
+    if not np.all(np.isfinite(q_target)) or np.isinf(gripper):
+        assert [v.kind for v in violations] == ["nan"] and np.array_equal(safe.q_rad, q_now)
+
+
+def test_joint_command_outside_the_workspace_is_rejected_whole():
+    q_now = np.zeros(7)
+    target = q_now + np.array([0.15, 0.05, 0, 0, 0, 0, 0])  # q1 = 0.15: tool at x = 0.515, inside
+    safe, violations = JOINT_FILTER.filter_joint_command(JointCommand(target, 2.0), q_now, dt_s=0.1)
+    np.testing.assert_allclose(safe.q_rad, target)
+    assert [v.kind for v in violations] == ["gripper_range"] and safe.gripper_closed == 1.0
+    q_edge = np.array([2.4, 0, 0, 0, 0, 0, 0])  # tool at x = 0.74; one more 0.2 rad step leaves the box (0.75)
+    safe, violations = JOINT_FILTER.filter_joint_command(JointCommand(q_edge + 0.2), q_edge, dt_s=0.1)
+    np.testing.assert_array_equal(safe.q_rad, q_edge)
+    assert [v.kind for v in violations][-1] == "workspace" and "rejected, holding" in violations[-1].detail
+
+
+def test_joint_commands_need_limits_and_kinematics():
+    import pytest
+
+    with pytest.raises(ValueError, match="joint limits and forward kinematics"):
+        FILTER.filter_joint_command(JointCommand(np.zeros(7)), np.zeros(7), 0.1)
+    with pytest.raises(ValueError, match="needs 7 positions"):
+        JOINT_FILTER.filter_joint_command(JointCommand(np.zeros(6)), np.zeros(7), 0.1)

@@ -130,3 +130,25 @@ def test_home_pose_with_the_wrong_number_of_joints_is_a_clear_error():
         Twin(load_cell(CELLS / "real_ur5e.yaml", ["robot.home_q_rad=[0, 0, 0, 0, 0, 0, 0]"]))
     with pytest.raises(ConfigError, match="robot.model: got 'ur5'; allowed values: 'panda', 'ur5e', 'xarm7', 'mjcf'"):
         Twin(load_cell(CELLS / "real_ur5e.yaml", ["robot.model=ur5"]))
+
+
+@pytest.mark.parametrize("cell_name", ["sim_panda", "real_ur5e", "real_xarm7"])
+def test_sim_arm_tracks_joint_targets_and_rejects_ones_outside_the_workspace(cell_name):
+    from robolearn.interfaces import JointCommand
+
+    twin = Twin(load_cell(CELLS / f"{cell_name}.yaml"))
+    q_home = twin.arm.state().q_rad
+    target = q_home + np.linspace(0.15, -0.15, len(q_home))
+    for _ in range(30):
+        applied = twin.arm.command_joints(JointCommand(target, 0.0))
+        twin.advance(twin.cell.control_dt_s)
+    assert not applied.violations
+    np.testing.assert_allclose(twin.arm.state().q_rad, target, atol=0.02)
+    # End-effector commands continue from where the joint target put the tool.
+    np.testing.assert_allclose(twin.arm.target_pos_m, twin.arm.tool_pose(target)[0])
+    far = target.copy()
+    far[1] += 0.05  # one allowed step, but the workspace ceiling is lowered below the tool
+    twin.cell.safety.workspace_max_m = (*twin.cell.safety.workspace_max_m[:2], float(twin.arm.state().ee_pos_m[2]) - 0.05)
+    applied = twin.arm.command_joints(JointCommand(far))
+    assert [v.kind for v in applied.violations] == ["workspace"]
+    np.testing.assert_allclose(applied.command.q_rad, twin.arm.state().q_rad)

@@ -7,6 +7,10 @@ motion: the next ``command`` raises ``ArmFault`` with libfranka's message, or, w
 ``auto_recover: true``, calls ``recover_from_errors``, restarts the motion at the current pose and
 reports a ``reflex`` violation.
 
+Joint commands (``command_joints``) switch to a ``JointImpedanceTrackingMotion`` (franky's default
+gains) and stream ``JointReference`` targets; the next end-effector command switches back to the
+Cartesian tracking motion, starting from the measured pose.
+
 ``stop()``: the reference is re-latched to the measured pose; the impedance controller keeps
 running and holds the arm there, compliant. ``disconnect()`` ends the motion (``Robot.stop``);
 libfranka then holds the arm with its internal controller until the user stops FCI.
@@ -39,6 +43,7 @@ class FrankaArm(CartesianArmDriver):
         self.robot = None
         self.gripper = None
         self.motion = None
+        self.joint_mode = False
         self._hand_closed: bool | None = None
 
     @property
@@ -66,6 +71,7 @@ class FrankaArm(CartesianArmDriver):
         )
         self.motion.set_reference(franky.CartesianReference(self.robot.current_pose.end_effector_pose))
         self.robot.move(self.motion, asynchronous=True)
+        self.joint_mode = False
 
     def _read(self) -> RawArmState:
         joints = self.robot.current_joint_state
@@ -81,8 +87,25 @@ class FrankaArm(CartesianArmDriver):
 
     def _send(self, target: BasePose, gripper_closed: float | None) -> None:
         franky = self.sdk
+        if self.joint_mode:
+            self._start_motion()
         quat_xyzw = np.roll(matrix_to_quat(target.rot), -1)
         self.motion.set_reference(franky.CartesianReference(franky.Affine(target.pos_m, quat_xyzw)))
+        self._move_hand(gripper_closed)
+
+    def _send_joints(self, q_rad: np.ndarray, gripper_closed: float | None) -> None:
+        franky = self.sdk
+        reference = franky.JointReference(np.asarray(q_rad, dtype=np.float64))
+        if not self.joint_mode:
+            self.motion = franky.JointImpedanceTrackingMotion()
+            self.motion.set_reference(reference)
+            self.robot.move(self.motion, asynchronous=True)
+            self.joint_mode = True
+        else:
+            self.motion.set_reference(reference)
+        self._move_hand(gripper_closed)
+
+    def _move_hand(self, gripper_closed: float | None) -> None:
         if gripper_closed is not None and self.gripper is not None:
             closed = gripper_closed >= 0.5
             if closed != self._hand_closed:
@@ -97,8 +120,10 @@ class FrankaArm(CartesianArmDriver):
     def _check_faults(self) -> list[Violation]:
         franky = self.sdk
         try:
-            self.robot.poll_motion()
+            running = self.robot.poll_motion()
             message = "robot reports errors" if self.robot.has_errors else ""
+            if not message and not running:
+                message = "the tracking motion is no longer running"
         except franky.ControlException as err:
             message = str(err)
         if not message:
@@ -118,9 +143,13 @@ class FrankaArm(CartesianArmDriver):
         self._start_motion()
 
     def stop(self) -> None:
-        """Hold: the reference becomes the measured pose; the impedance controller keeps running."""
+        """Hold: the reference becomes the measured pose (joint positions in joint mode); the
+        impedance controller keeps running."""
         self.reset_target()
-        self._send(self.to_base(self.target_pos_m, self.target_rot), None)
+        if self.joint_mode:
+            self.motion.set_reference(self.sdk.JointReference(np.asarray(self._read().q_rad, dtype=np.float64)))
+        else:
+            self._send(self.to_base(self.target_pos_m, self.target_rot), None)
 
     def _close(self) -> None:
         self.robot.stop()

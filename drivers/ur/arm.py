@@ -2,8 +2,12 @@
 
 Poses on the RTDE interface are ``[x, y, z, rx, ry, rz]`` in the base frame: metres and an
 axis-angle rotation vector in radians. A protective or emergency stop makes the next ``command``
-raise ``ArmFault``, or, with ``auto_recover: true`` (protective stop only), unlock it through the
-dashboard server, re-upload the control script, re-latch the pose and report a ``reflex`` violation.
+raise ``ArmFault``, or, with ``auto_recover: true`` (protective stop only), hold until the controller
+allows an unlock (``UNLOCK_DELAY_S`` after the stop), unlock it through the dashboard server,
+re-upload the control script, re-latch the pose and report a ``reflex`` violation each step.
+A ``servoL``/``speedL`` the controller refuses (control script not running: pendant not in remote
+mode, or stopped) raises ``ArmFault``. Joint commands use ``servoJ`` (servo mode) or ``speedJ``
+with the joint velocity that reaches the target in one control step (speed mode).
 
 ``stop()``: ``servoStop`` (or ``speedStop``) decelerates the tool at ``stop_deceleration_m_s2``
 and leaves servo/speed mode; the arm then stands still with brakes released under the UR
@@ -13,6 +17,7 @@ controller, and the next ``command`` starts again from the measured pose.
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,6 +30,9 @@ from ..arm_base import REFLEX, ArmFault, BasePose, CartesianArmDriver, RawArmSta
 from ..rotations import matrix_to_rotvec, rotvec_to_matrix
 from .config import URArmConfig
 from .robotiq import RobotiqSocketGripper
+
+UNLOCK_DELAY_S = 5.0
+"""UR controllers refuse to unlock a protective stop earlier than this after it happened."""
 
 
 def load_sdk() -> SimpleNamespace:
@@ -51,6 +59,7 @@ class URArm(CartesianArmDriver):
         self.receive = None
         self.gripper = None
         self._moving = False
+        self._protective_since_s: float | None = None
 
     @property
     def sdk(self) -> SimpleNamespace:
@@ -83,26 +92,52 @@ class URArm(CartesianArmDriver):
         if config.mode == "servo":
             pose = [*map(float, target.pos_m), *map(float, matrix_to_rotvec(target.rot))]
             # speed and acceleration are ignored by servoL; time is how long this target is tracked.
-            self.control.servoL(pose, 0.0, 0.0, dt, config.lookahead_time_s, config.servo_gain)
+            accepted = self.control.servoL(pose, 0.0, 0.0, dt, config.lookahead_time_s, config.servo_gain)
         else:
             tcp = np.asarray(self.receive.getActualTCPPose(), dtype=np.float64)
             linear = (target.pos_m - tcp[:3]) / dt
             angular = matrix_to_rotvec(target.rot @ rotvec_to_matrix(tcp[3:]).T) / dt
-            self.control.speedL([*map(float, linear), *map(float, angular)], config.acceleration_m_s2, dt)
+            accepted = self.control.speedL([*map(float, linear), *map(float, angular)], config.acceleration_m_s2, dt)
+        self._check_accepted(accepted, "servoL" if config.mode == "servo" else "speedL")
+        self._move_gripper(gripper_closed)
+
+    def _send_joints(self, q_rad: np.ndarray, gripper_closed: float | None) -> None:
+        config, dt = self.config, self.cell.control_dt_s
+        if config.mode == "servo":
+            accepted = self.control.servoJ([*map(float, q_rad)], 0.0, 0.0, dt, config.lookahead_time_s, config.servo_gain)
+        else:
+            q_now = np.asarray(self.receive.getActualQ(), dtype=np.float64)
+            accepted = self.control.speedJ([*map(float, (q_rad - q_now) / dt)], config.joint_acceleration_rad_s2, dt)
+        self._check_accepted(accepted, "servoJ" if config.mode == "servo" else "speedJ")
+        self._move_gripper(gripper_closed)
+
+    def _check_accepted(self, accepted: bool, call: str) -> None:
+        if not accepted:
+            raise ArmFault(f"UR refused {call}: is the pendant in remote control mode and the RTDE control script "
+                           "running? Reconnect to restart it")
         self._moving = True
+
+    def _move_gripper(self, gripper_closed: float | None) -> None:
         if gripper_closed is not None and self.gripper is not None:
-            self.gripper.move(round(gripper_closed * 255), config.gripper_speed, config.gripper_force)
+            self.gripper.move(round(gripper_closed * 255), self.config.gripper_speed, self.config.gripper_force)
 
     def _check_faults(self) -> list[Violation]:
         if self.receive.isEmergencyStopped():
             raise ArmFault("UR emergency stop is pressed: release it, then reconnect")
         if not self.receive.isProtectiveStopped():
+            self._protective_since_s = None
             return []
         if not self.config.auto_recover:
             raise ArmFault(
                 "UR protective stop: clear the cause, unlock it on the pendant and reconnect; "
                 "set arm.auto_recover: true to unlock automatically"
             )
+        now_s = time.monotonic()
+        if self._protective_since_s is None:
+            self._protective_since_s = now_s
+        wait_s = self._protective_since_s + UNLOCK_DELAY_S - now_s
+        if wait_s > 0:
+            return [Violation(REFLEX, f"UR protective stop; holding, unlocking in {wait_s:.1f} s")]
         self.recover()
         return [Violation(REFLEX, "UR protective stop; unlocked, script re-uploaded, holding the current pose")]
 
@@ -115,6 +150,7 @@ class URArm(CartesianArmDriver):
         dashboard.disconnect()
         self.control.reuploadScript()
         self._moving = False
+        self._protective_since_s = None
         self.reset_target()
 
     def stop(self) -> None:

@@ -16,8 +16,9 @@ class URArmConfig(HardwareArmConfig):
     """A Universal Robots arm over RTDE, with an optional Robotiq gripper through its URCap socket.
 
     mode: ``servo`` streams absolute targets with ``servoL`` (lookahead_time_s in [0.03, 0.2],
-    servo_gain in [100, 2000]); ``speed`` sends the Cartesian velocity that reaches the target in one
-    control step with ``speedL`` (acceleration_m_s2). stop_deceleration_m_s2: used by ``stop()``.
+    servo_gain in [100, 2000]) and joint targets with ``servoJ``; ``speed`` sends the velocity that
+    reaches the target in one control step with ``speedL`` (acceleration_m_s2) or ``speedJ``
+    (joint_acceleration_rad_s2). stop_deceleration_m_s2: used by ``stop()``.
     gripper_port: the Robotiq URCap socket (63352); gripper_max_width_m: the stroke (0.085 for 2F-85).
     """
 
@@ -25,6 +26,7 @@ class URArmConfig(HardwareArmConfig):
     lookahead_time_s: float = 0.1
     servo_gain: float = 300.0
     acceleration_m_s2: float = 0.5
+    joint_acceleration_rad_s2: float = 1.4
     stop_deceleration_m_s2: float = 2.0
     gripper_port: int = 63352
     gripper_max_width_m: float = 0.085

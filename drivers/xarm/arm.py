@@ -1,4 +1,5 @@
-"""xArm driver on xarm-python-sdk: servo mode (``set_mode(1)``) with ``set_servo_cartesian``.
+"""xArm driver on xarm-python-sdk: servo mode (``set_mode(1)``) with ``set_servo_cartesian`` for
+end-effector targets and ``set_servo_angle_j`` for joint targets.
 
 The SDK speaks millimetres and (with ``is_radian=True``) roll/pitch/yaw in radians, fixed axes
 ``R = Rz(yaw) Ry(pitch) Rx(roll)``; every call returns an integer code (0 is success). A
@@ -88,6 +89,13 @@ class XArm(CartesianArmDriver):
     def _send(self, target: BasePose, gripper_closed: float | None) -> None:
         pose = [*map(float, target.pos_m * MM_PER_M), *map(float, matrix_to_rpy(target.rot))]
         self._call("set_servo_cartesian", self.api.set_servo_cartesian(pose, is_radian=True))
+        self._move_gripper(gripper_closed)
+
+    def _send_joints(self, q_rad: np.ndarray, gripper_closed: float | None) -> None:
+        self._call("set_servo_angle_j", self.api.set_servo_angle_j([*map(float, q_rad)], is_radian=True))
+        self._move_gripper(gripper_closed)
+
+    def _move_gripper(self, gripper_closed: float | None) -> None:
         if gripper_closed is not None and self.config.gripper:
             config = self.config
             pulse = config.gripper_open_pulse + gripper_closed * (config.gripper_closed_pulse - config.gripper_open_pulse)

@@ -2,17 +2,23 @@
 
 A launch YAML names arguments (overridable with ``--set KEY=VALUE``) and nodes::
 
-    args: {cell: configs/cells/sim_panda.yaml, episodes: 3}
+    args: {cell: configs/cells/sim_panda.yaml, episodes: 3, teleop: expert}
     nodes:
       - {name: recorder, node: recorder, params: {store: "${store}"}, restart: true}
-      - {name: twin, node: twin, params: {episodes: "${episodes}"}, required: true}
+      - {name: twin, node: twin, params: {episodes: "${episodes}", teleop: "${teleop}"}, required: true}
+      - {name: teleop, node: teleop, set: ["teleop={type: ${teleop}}"], unless: {teleop: expert}}
 
-Each node runs as ``python -m robolearn node NODE --cell CELL --param k=v ...``. The supervisor
-starts a zenoh router at the router endpoint unless one is already listening there (``rmw_zenohd``
-on a ROS 2 machine). A node that exits non-zero is reported and restarted if ``restart: true``; when
-a ``required`` node exits (with any status) or on Ctrl-C/SIGTERM, every node gets SIGINT, then
-SIGKILL after ``stop_timeout_s``. Nodes run in their own sessions, so a terminal's Ctrl-C reaches only the
-supervisor, which forwards one SIGINT to each node.
+``${name}`` is replaced by the argument's value in ``cell``, ``router``, ``set`` and ``params``.
+``when: {arg: value}`` runs a node only if every listed argument has that value, ``unless`` skips it
+if any has. Each node runs as ``python -m robolearn node NODE --cell CELL --set ... --param k=v ...``
+(``set``: cell overrides for this node; ``cell_set`` at the top: for every node), with the
+supervisor's terminal as its standard input (a keyboard teleop node reads it). The supervisor starts
+a zenoh router at the router endpoint (default: the cell's ``ros.router_endpoint``) unless one is
+already listening there (``rmw_zenohd`` on a ROS 2 machine). A node that exits non-zero is reported
+and restarted if ``restart: true``; when a ``required`` node exits (with any status) or on
+Ctrl-C/SIGTERM, every node gets SIGINT, then SIGKILL after ``stop_timeout_s``. Nodes run in their
+own sessions, so a terminal's Ctrl-C reaches only the supervisor, which forwards one SIGINT to each
+node.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from robolearn.config import ConfigError, apply_overrides, from_dict, read_yaml
-from robolearn.ros.zenoh_backend import open_router, router_listening
+from robolearn.ros.zenoh_backend import ZenohSettings, open_router, router_listening
 
 
 @dataclass
@@ -39,16 +45,29 @@ class LaunchNode:
     name: str = ""
     node: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    set: list[str] = field(default_factory=list)
+    when: dict[str, Any] = field(default_factory=dict)
+    unless: dict[str, Any] = field(default_factory=dict)
     restart: bool = False
     max_restarts: int = 3
     required: bool = False
 
+    def enabled(self, args: dict[str, Any]) -> bool:
+        """Whether ``when`` and ``unless`` let this node run with launch arguments ``args``."""
+        return (all(str(args.get(k)) == str(v) for k, v in self.when.items())
+                and not any(str(args.get(k)) == str(v) for k, v in self.unless.items()))
+
 
 @dataclass
 class LaunchConfig:
+    """args: launch arguments. cell: the cell YAML every node loads; cell_set: cell overrides for
+    every node. router: the zenoh router endpoint (empty: the cell's ``ros.router_endpoint``, then
+    ``ROBOLEARN_ZENOH_ROUTER``). stop_timeout_s: SIGINT to SIGKILL on stop."""
+
     args: dict[str, Any] = field(default_factory=dict)
     cell: str = "${cell}"
-    router: str = "tcp/localhost:7447"
+    cell_set: list[str] = field(default_factory=list)
+    router: str = ""
     stop_timeout_s: float = 10.0
     nodes: list[LaunchNode] = field(default_factory=list)
 
@@ -78,12 +97,25 @@ def load_launch(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     config = from_dict(LaunchConfig, data, source=str(path))
     source = str(path)
     config.cell = _substitute(config.cell, config.args, source)
+    config.router = _substitute(config.router, config.args, source)
+    config.cell_set = _substitute(config.cell_set, config.args, source)
     for node in config.nodes:
-        node.params = _substitute(node.params, config.args, source)
         if not node.node:
             raise ConfigError(source, f"nodes.{node.name}.node", "missing; name the node to run, e.g. twin or recorder")
         node.name = node.name or node.node
+        node.params = _substitute(node.params, config.args, source)
+        node.set = _substitute(node.set, config.args, source)
+    config.nodes = [node for node in config.nodes if node.enabled(config.args)]
     return config
+
+
+def resolve_router(config: LaunchConfig) -> str:
+    """The router endpoint of ``config``: its own, else the cell's (and the environment's)."""
+    if config.router:
+        return config.router
+    from robolearn.cell import load_cell
+
+    return ZenohSettings.from_cell(load_cell(config.cell, config.cell_set)).router_endpoint
 
 
 class Supervisor:
@@ -96,10 +128,13 @@ class Supervisor:
         self.exit_codes: dict[str, int] = {}
         self._stopping = False
         self._router = None
+        self.router = resolve_router(config)
 
     def command(self, node: LaunchNode) -> list[str]:
         cmd = [sys.executable, "-m", "robolearn", "node", node.node, "--cell", self.config.cell,
-               "--router", self.config.router, "--param", f"node_name={node.name}"]
+               "--router", self.router, "--param", f"node_name={node.name}"]
+        for override in [*self.config.cell_set, *node.set]:
+            cmd += ["--set", override]
         for key, value in node.params.items():
             cmd += ["--param", f"{key}={value}"]
         return cmd
@@ -112,9 +147,9 @@ class Supervisor:
 
     def run(self) -> dict[str, Any]:
         """Run until a required node exits or Ctrl-C; returns exit codes and restart counts."""
-        if not router_listening(self.config.router):
-            self._router = open_router(self.config.router)
-            self.log(f"robolearn launch: zenoh router on {self.config.router}")
+        if not router_listening(self.router):
+            self._router = open_router(self.router)
+            self.log(f"robolearn launch: zenoh router on {self.router}")
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, lambda *_: self.request_stop()) if in_main else None
         try:
@@ -153,9 +188,14 @@ class Supervisor:
         self._stopping = True
 
     def stop_all(self) -> None:
-        for proc in self.procs.values():
+        """SIGINT to every running node, then SIGKILL to those still running after ``stop_timeout_s``.
+        A node that the SIGINT ended before it could handle it (still importing: Python exits by the
+        signal, code −2, or with 130) stopped as asked and counts as exit code 0."""
+        interrupted = set()
+        for name, proc in self.procs.items():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
+                interrupted.add(name)
         deadline = time.monotonic() + self.config.stop_timeout_s
         for name, proc in self.procs.items():
             try:
@@ -164,4 +204,5 @@ class Supervisor:
                 self.log(f"robolearn launch: {name} did not stop in {self.config.stop_timeout_s} s; killing")
                 proc.kill()
                 proc.wait()
-            self.exit_codes.setdefault(name, proc.returncode)
+            code = proc.returncode
+            self.exit_codes.setdefault(name, 0 if name in interrupted and code in (-signal.SIGINT, 130) else code)

@@ -9,15 +9,23 @@ rmw_zenoh and rosbag2 put on the wire.
 from __future__ import annotations
 
 import struct
-from dataclasses import replace
-from functools import cache
+from dataclasses import fields
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from robolearn.interfaces import ArmState, CameraIntrinsics, EEDeltaCommand, Frame, TeleopCommand, Violation
+from robolearn.interfaces import (
+    ArmState,
+    CameraIntrinsics,
+    EEDeltaCommand,
+    Frame,
+    JointCommand,
+    TeleopCommand,
+    Violation,
+)
 
 PACKAGE = "robolearn_msgs"
 MSG_DIR = Path(__file__).parent / "msg"
@@ -67,20 +75,40 @@ def dds_type_name(typename: str) -> str:
 
 BYTE_TAIL_TYPES = (IMAGE, COMPRESSED_IMAGE)
 BYTE_TAIL_MIN_BYTES = 65536
+_STAMP = struct.Struct("<iI")
+_ENCAPSULATION_BYTES = 4
 
 
-def serialize(msg: Any, typename: str) -> bytes | memoryview:
+@cache
+def _tail_fields(typename: str) -> tuple[str, ...]:
+    """Fields of an image type other than ``header`` and ``data`` (the ones its CDR head depends on)."""
+    return tuple(f.name for f in fields(msg_class(typename)) if f.name not in ("header", "data"))
+
+
+@lru_cache(maxsize=256)
+def _image_head(typename: str, frame_id: str, values: tuple) -> bytes:
+    """rosbags' CDR of the message with stamp 0 and empty ``data``, less the 4-byte zero length of
+    ``data`` (so the pixels' length and bytes can follow)."""
+    msg = msg_class(typename)(header=header(0, frame_id), data=_EMPTY_BYTES, **dict(zip(_tail_fields(typename), values)))
+    return bytes(typestore().serialize_cdr(msg, typename))[:-4]
+
+
+def serialize(msg: Any, typename: str) -> bytes:
     """CDR (little endian) with the 4-byte encapsulation header.
 
     Images (whose last field is the ``uint8[] data`` sequence) take a fast path with one copy of the
-    pixels: rosbags serializes the message with empty data, then the sequence length and the pixels
-    are appended, giving the same bytes (the tests check it).
+    pixels: rosbags serializes the message with stamp 0 and empty data once per frame id and image
+    format (cached), the stamp is written in place (``std_msgs/Header`` comes first, so the stamp is
+    always bytes 4..12), then the sequence length and the pixels are appended, giving the same bytes
+    as rosbags (the tests check it).
     """
     data = getattr(msg, "data", None)
     if typename in BYTE_TAIL_TYPES and isinstance(data, np.ndarray) and data.nbytes >= BYTE_TAIL_MIN_BYTES:
-        head = typestore().serialize_cdr(replace(msg, data=_EMPTY_BYTES), typename)
-        return b"".join((head[:-4], struct.pack("<I", data.size), np.ascontiguousarray(data, dtype=np.uint8)))
-    return typestore().serialize_cdr(msg, typename)
+        values = tuple(getattr(msg, name) for name in _tail_fields(typename))
+        head = bytearray(_image_head(typename, msg.header.frame_id, values))
+        _STAMP.pack_into(head, _ENCAPSULATION_BYTES, msg.header.stamp.sec, msg.header.stamp.nanosec)
+        return b"".join((head, struct.pack("<I", data.size), np.ascontiguousarray(data, dtype=np.uint8)))
+    return bytes(typestore().serialize_cdr(msg, typename))
 
 
 def deserialize(data: bytes | memoryview, typename: str) -> Any:
@@ -122,6 +150,31 @@ def image_array(msg: Any) -> np.ndarray:
     if msg.encoding == "32FC1":
         return np.asarray(msg.data).view(np.float32).reshape(msg.height, msg.width)
     raise ValueError(f"unsupported image encoding {msg.encoding!r}; robolearn reads rgb8 and 32FC1")
+
+
+JPEG_FORMAT = "rgb8; jpeg compressed bgr8"
+"""``CompressedImage.format`` as ROS 2's compressed_image_transport writes it for an rgb8 image."""
+
+
+def compressed_image_msg(rgb: np.ndarray, stamp_ns_: int, frame_id: str, quality: int = 90) -> Any:
+    """``(H, W, 3) uint8`` RGB → ``sensor_msgs/CompressedImage`` (JPEG, readable by image_transport)."""
+    from imagecodecs import jpeg_encode
+
+    array = np.ascontiguousarray(rgb)
+    if array.ndim != 3 or array.dtype != np.uint8 or array.shape[2] != 3:
+        raise ValueError(f"a compressed image must be (H, W, 3) uint8, got {array.shape} {array.dtype}")
+    data = np.frombuffer(jpeg_encode(array, level=quality), dtype=np.uint8)
+    return msg_class(COMPRESSED_IMAGE)(header=header(stamp_ns_, frame_id), format=JPEG_FORMAT, data=data)
+
+
+def compressed_image_array(msg: Any) -> np.ndarray:
+    """``sensor_msgs/CompressedImage`` (JPEG or PNG) → ``(H, W, 3) uint8`` RGB."""
+    from imagecodecs import imread
+
+    image = imread(np.asarray(msg.data).tobytes())
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return np.ascontiguousarray(image[..., :3])
 
 
 def frame_msgs(frame: Frame, frame_id: str) -> tuple[Any, Any | None]:
@@ -208,6 +261,55 @@ def ee_delta_msg(command: EEDeltaCommand, stamp_ns_: int) -> Any:
 def ee_delta_command(msg: Any) -> EEDeltaCommand:
     return EEDeltaCommand(np.asarray(msg.translation_m, dtype=np.float64), np.asarray(msg.rotation_rad, dtype=np.float64),
                           float(msg.gripper_closed))
+
+
+def twist_to_ee_delta(msg: Any, dt_s: float) -> EEDeltaCommand:
+    """``geometry_msgs/TwistStamped`` (m/s, rad/s, cell frame) → the delta of one control step of
+    ``dt_s`` seconds; the gripper is left as it is (NaN)."""
+    linear, angular = msg.twist.linear, msg.twist.angular
+    return EEDeltaCommand(np.array([linear.x, linear.y, linear.z]) * dt_s, np.array([angular.x, angular.y, angular.z]) * dt_s,
+                          float("nan"))
+
+
+def twist_msg(linear_m_s: np.ndarray, angular_rad_s: np.ndarray, stamp_ns_: int, frame_id: str = "world") -> Any:
+    store = typestore()
+    vector = store.types["geometry_msgs/msg/Vector3"]
+    twist = store.types["geometry_msgs/msg/Twist"](linear=vector(*map(float, linear_m_s)), angular=vector(*map(float, angular_rad_s)))
+    return msg_class(TWIST_STAMPED)(header=header(stamp_ns_, frame_id), twist=twist)
+
+
+GRIPPER_CLOSED_JOINT = "gripper_closed"
+"""Name of the optional ``JointState`` entry of a joint command that sets the gripper closure [0, 1]."""
+
+
+def joint_command_msg(command: JointCommand, names: list[str], stamp_ns_: int) -> Any:
+    """A joint position target as ``sensor_msgs/JointState``: the arm joints, then a
+    ``gripper_closed`` entry unless the gripper is left as it is (NaN)."""
+    positions = np.asarray(command.q_rad, dtype=np.float64)
+    if not np.isnan(command.gripper_closed):
+        names, positions = [*names, GRIPPER_CLOSED_JOINT], np.append(positions, command.gripper_closed)
+    return msg_class(JOINT_STATE)(header=header(stamp_ns_), name=list(names), position=positions,
+                                  velocity=np.zeros(0), effort=np.zeros(0))
+
+
+def joint_command(msg: Any, names: list[str]) -> JointCommand:
+    """Inverse of ``joint_command_msg``. A message with names gives every arm joint by name, in any
+    order (plus ``gripper_closed`` optionally); one without names gives the arm joints in order."""
+    positions = np.asarray(msg.position, dtype=np.float64)
+    if not len(msg.name):
+        if len(positions) != len(names):
+            raise ValueError(f"a joint command without names needs {len(names)} positions ({', '.join(names)}), "
+                             f"got {len(positions)}")
+        return JointCommand(positions)
+    if len(msg.name) != len(positions):
+        raise ValueError(f"a joint command has {len(msg.name)} names but {len(positions)} positions")
+    by_name = dict(zip(msg.name, positions))
+    missing = [n for n in names if n not in by_name]
+    unknown = sorted(set(by_name) - {*names, GRIPPER_CLOSED_JOINT})
+    if missing or unknown:
+        raise ValueError(f"a joint command must name the arm joints {', '.join(names)} (and optionally "
+                         f"{GRIPPER_CLOSED_JOINT}); missing {missing}, unknown {unknown}")
+    return JointCommand(np.array([by_name[n] for n in names]), float(by_name.get(GRIPPER_CLOSED_JOINT, float("nan"))))
 
 
 def violation(msg: Any) -> Violation:

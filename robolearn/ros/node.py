@@ -61,8 +61,11 @@ class Timer:
 
 
 def rclpy_available() -> bool:
+    """Whether ``rclpy`` and robolearn's message package (``robolearn_msgs``, built in the ROS
+    workspace from ``robolearn/ros/msg``) both import: what the rclpy backend needs."""
     try:
         import rclpy  # noqa: F401
+        import robolearn_msgs  # noqa: F401
     except ImportError:
         return False
     return True
@@ -72,7 +75,8 @@ class Node:
     """A ROS 2 node. ``parameters``: initial values for ``declare_parameter`` (e.g. from the command line).
 
     backend: ``zenoh`` (default, pure pip), ``rclpy`` (needs a ROS 2 install) or ``auto`` (rclpy when
-    importable). settings: zenoh session settings (ignored by rclpy).
+    it and ``robolearn_msgs`` import, see ``rclpy_available``, else zenoh). settings: zenoh session
+    settings (ignored by rclpy).
     """
 
     def __init__(self, name: str, namespace: str = "/", backend: str = "zenoh",

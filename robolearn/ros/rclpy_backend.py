@@ -1,8 +1,10 @@
 """The ``rclpy`` backend, for robot PCs with ROS 2 installed (rclpy is not on PyPI).
 
 Thin: messages are serialized by rosbags (the same CDR as the zenoh backend) and handed to rclpy as
-serialized messages, so node code is identical on both backends. robolearn's own types
-(``robolearn_msgs``) must be built in the ROS workspace for rclpy to resolve them.
+serialized messages, so node code is identical on both backends. An executor thread receives
+(serialized) messages and hands them to the ``Node``'s spin thread. robolearn's own types
+(``robolearn_msgs``) must be built in the ROS workspace for rclpy to resolve them:
+``python -m robolearn.ros.msg_package`` writes the package.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ class RclpyNodeBackend:
     def __init__(self, name: str, namespace: str = "/"):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
 
         if not rclpy.ok():
-            rclpy.init()
+            # robolearn's Node.spin handles SIGINT/SIGTERM (clean stop, devices disconnected), not rclpy.
+            rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
         self._rclpy = rclpy
         self.node = rclpy.create_node(name, namespace=namespace)
         self._executor = SingleThreadedExecutor()

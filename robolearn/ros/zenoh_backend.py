@@ -21,8 +21,9 @@ with multicast scouting off; the router's gossip introduces the peers, which the
 ROS 2 machine that router is ``ros2 run rmw_zenoh_cpp rmw_zenohd``; in robolearn's pure-pip mode
 ``robolearn launch`` runs one in its supervisor process (``open_router``) when none is listening, and
 ``robolearn node router`` runs one alone. Peers retry the router until it appears, so start order does
-not matter. ``ZenohSettings`` (or the ``ZENOH_SESSION_CONFIG_URI`` file, as in rmw_zenoh) changes
-any of this, e.g. to listen on a LAN interface for a robot PC.
+not matter. ``ZenohSettings`` (from the cell's ``ros`` section, the environment, the command line,
+or the ``ZENOH_SESSION_CONFIG_URI`` file, as in rmw_zenoh) changes any of this, e.g. to listen on a
+LAN interface for a robot PC.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import xxhash
@@ -66,18 +67,26 @@ class ZenohSettings:
     config_file: str = ""
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> ZenohSettings:
-        """Defaults, then ``ROS_DOMAIN_ID``, ``ROBOLEARN_ZENOH_ROUTER`` and ``ZENOH_SESSION_CONFIG_URI``,
-        then ``overrides`` (None values ignored)."""
-        settings = cls(
-            domain_id=int(os.environ.get("ROS_DOMAIN_ID", "0") or 0),
-            router_endpoint=os.environ.get("ROBOLEARN_ZENOH_ROUTER", cls.router_endpoint),
-            config_file=os.environ.get("ZENOH_SESSION_CONFIG_URI", ""),
-        )
+    def from_env(cls, base: ZenohSettings | None = None, **overrides: Any) -> ZenohSettings:
+        """``base`` (default: the defaults), then ``ROS_DOMAIN_ID``, ``ROBOLEARN_ZENOH_ROUTER`` and
+        ``ZENOH_SESSION_CONFIG_URI`` where set, then ``overrides`` (None values ignored)."""
+        settings = replace(base or cls())
+        for variable, key, kind in (("ROS_DOMAIN_ID", "domain_id", int), ("ROBOLEARN_ZENOH_ROUTER", "router_endpoint", str),
+                                    ("ZENOH_SESSION_CONFIG_URI", "config_file", str)):
+            if os.environ.get(variable):
+                setattr(settings, key, kind(os.environ[variable]))
         for key, value in overrides.items():
             if value is not None:
                 setattr(settings, key, value)
         return settings
+
+    @classmethod
+    def from_cell(cls, cell: Any, **overrides: Any) -> ZenohSettings:
+        """The cell's ``ros`` section (domain, router, listen endpoints; localhost only unless the
+        cell says otherwise), then the environment and ``overrides`` as in ``from_env``."""
+        ros = cell.ros
+        base = cls(domain_id=ros.domain_id, router_endpoint=ros.router_endpoint, listen_endpoints=tuple(ros.listen_endpoints))
+        return cls.from_env(base, **overrides)
 
     def session_config(self) -> zenoh.Config:
         if self.config_file:
@@ -208,7 +217,9 @@ class ZenohSubscription:
             callback(sample.payload.to_bytes(), None if attachment is None else attachment.to_bytes())
 
         self.keyexpr = keyexpr
-        self._subscriber = session.declare_subscriber(keyexpr, on_sample)
+        # Direct: the callback runs on zenoh's receive thread, saving zenoh-python's own thread hop
+        # (it only copies the bytes out and queues them for the node's spin thread).
+        self._subscriber = session.declare_subscriber(keyexpr, zenoh.handlers.Callback(on_sample, indirect=False))
         self._token = session.liveliness().declare_token(token_keyexpr)
 
     def close(self) -> None:

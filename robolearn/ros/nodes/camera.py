@@ -1,5 +1,6 @@
 """The camera node: any ``Camera`` → ``sensor_msgs/Image`` (rgb8, and 32FC1 depth in metres) plus
-``CameraInfo``, stamped with the frame's own (hardware or twin) ``stamp_ns``."""
+``CameraInfo``, stamped with the frame's own (hardware or twin) ``stamp_ns``; optionally also a JPEG
+``sensor_msgs/CompressedImage`` (for links where 27 MB/s of raw 640×480 RGB at 30 Hz is too much)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,21 @@ from robolearn.ros.nodes import topics
 
 
 class CameraPublisher:
-    """Publishes one camera's frames; ``publish(frame)`` or, standalone, a timer at the camera's fps."""
+    """Publishes one camera's frames; ``publish(frame)`` or, standalone, a timer at the camera's fps.
 
-    def __init__(self, node: Node, camera: Camera, depth: bool):
+    depth: publish the depth stream. compressed_quality: also publish JPEG at this quality (1..100);
+    0: raw only.
+    """
+
+    def __init__(self, node: Node, camera: Camera, depth: bool, compressed_quality: int = 0):
+        if not 0 <= compressed_quality <= 100:
+            raise ValueError(f"compressed_quality must be in 0..100 (0: raw only), got {compressed_quality}")
         self.camera, self.frame_id = camera, f"{camera.name}_optical_frame"
+        self.compressed_quality = compressed_quality
         self.image_pub = node.create_publisher(messages.IMAGE, topics.camera_image(camera.name), depth=2)
         self.depth_pub = node.create_publisher(messages.IMAGE, topics.camera_depth(camera.name), depth=2) if depth else None
+        self.compressed_pub = (node.create_publisher(messages.COMPRESSED_IMAGE, topics.camera_compressed(camera.name), depth=2)
+                               if compressed_quality else None)
         self.info_pub = node.create_publisher(messages.CAMERA_INFO, topics.camera_info(camera.name), depth=2)
 
     def publish(self, frame: Frame) -> None:
@@ -23,6 +33,9 @@ class CameraPublisher:
         self.image_pub.publish(color)
         if self.depth_pub is not None and depth is not None:
             self.depth_pub.publish(depth)
+        if self.compressed_pub is not None:
+            self.compressed_pub.publish(messages.compressed_image_msg(frame.color, frame.stamp_ns, self.frame_id,
+                                                                      self.compressed_quality))
         self.info_pub.publish(messages.camera_info_msg(self.camera.intrinsics, frame.stamp_ns, self.frame_id))
 
     def spin_at(self, node: Node, fps: float) -> None:

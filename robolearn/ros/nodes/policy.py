@@ -11,18 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from robolearn.cell import CellConfig
-from robolearn.interfaces import EEDeltaCommand, Policy, Violation, now_ns
+from robolearn.env import action_to_command
+from robolearn.interfaces import Policy, Violation, now_ns
 from robolearn.ros import messages
 from robolearn.ros.node import Node, Received
 from robolearn.ros.nodes import topics
 from robolearn.ros.nodes.twin import FLOAT_ARRAY
-
-
-def action_to_ee_delta(action: np.ndarray, cell: CellConfig) -> EEDeltaCommand:
-    """Env action ``(7,)`` in [-1, 1] → one control step in metres and radians, gripper in [0, 1]."""
-    action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-    return EEDeltaCommand(action[:3] * cell.safety.max_step_m, action[3:6] * cell.safety.max_rot_step_rad,
-                          float((action[6] + 1.0) / 2.0))
 
 
 class PolicyNode:
@@ -87,6 +81,10 @@ class PolicyNode:
             self.refused_key = key
             return
         self.refused_key = None
-        action = self.policy.act({key: self.latest[key] for key in self.keys})
-        self.command_pub.publish(messages.ee_delta_msg(action_to_ee_delta(action, self.cell), now))
+        action = np.asarray(self.policy.act({key: self.latest[key] for key in self.keys}), dtype=np.float64)
+        if action.ndim == 2:  # an action chunk (H, 7): act on its first step, re-plan on the next tick
+            action = action[0]
+        safety = self.cell.safety
+        command = action_to_command(action, safety.max_step_m, safety.max_rot_step_rad)
+        self.command_pub.publish(messages.ee_delta_msg(command, now))
         self.actions += 1

@@ -1,16 +1,16 @@
 """Build and run one named node in this process (what ``robolearn node NAME`` and the launcher call).
 
-Names: ``twin`` (SimArm + SimCameras, optionally driving expert episodes), ``recorder``, ``arm``,
-``camera``, ``teleop`` (hardware drivers from the cell config), ``policy`` (a checkpoint acting at the
-control rate), ``router`` (a zenoh router, the
-pure-pip stand-in for ``rmw_zenohd``). Parameters are ``key=value`` strings typed by each node's
-defaults.
+``NODES`` in ``robolearn.ros.nodes`` lists the names and their parameters. Parameters are
+``key=value`` strings typed by each node's defaults. Devices the node connects (arm, camera, teleop)
+are disconnected when it stops, however it stops.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from robolearn.cell import CellConfig
@@ -19,10 +19,14 @@ from robolearn.ros.nodes import NODE_NAMES
 from robolearn.ros.zenoh_backend import ZenohSettings, open_router
 
 
-def run_node(name: str, cell: CellConfig, params: dict[str, Any], backend: str = "zenoh",
+def run_node(name: str, cell: CellConfig, params: dict[str, Any], backend: str = "auto",
              settings: ZenohSettings | None = None) -> dict[str, Any]:
-    """Run node ``name`` until it finishes, Ctrl-C or SIGTERM; returns a summary."""
-    settings = settings or ZenohSettings.from_env()
+    """Run node ``name`` until it finishes, Ctrl-C or SIGTERM; returns a summary.
+
+    backend: ``zenoh``, ``rclpy`` or ``auto`` (see ``robolearn.ros.node.Node``). settings: zenoh
+    session settings (default: the cell's ``ros`` section, then the environment).
+    """
+    settings = settings or ZenohSettings.from_cell(cell)
     if name == "router":
         router = open_router(settings.router_endpoint)
         print(f"robolearn: zenoh router listening on {settings.router_endpoint}", file=sys.stderr, flush=True)
@@ -35,21 +39,61 @@ def run_node(name: str, cell: CellConfig, params: dict[str, Any], backend: str =
             router.close()
     if name not in NODE_NAMES:
         raise SystemExit(f"robolearn: unknown node {name!r}; choose one of: {', '.join(NODE_NAMES)}")
-    with Node(params.pop("node_name", name), backend=backend, parameters=params, settings=settings) as node:
-        summary = _build(name, node, cell)
+    _check_devices(name, cell, params)
+    with ExitStack() as stack:
+        node = stack.enter_context(Node(params.pop("node_name", name), backend=backend, parameters=params,
+                                        settings=settings))
+        summary = _build(name, node, cell, stack)
         node.spin()
-        return summary()
+    return summary()
 
 
-def _build(name: str, node: Node, cell: CellConfig):  # noqa: ANN202
+def _connect(device: Any, stack: ExitStack) -> Any:
+    device.connect()
+    stack.callback(device.disconnect)
+    return device
+
+
+def _check_devices(name: str, cell: CellConfig, params: dict[str, Any]) -> None:
+    """Fail before starting when the node's device is missing from the cell or simulated."""
+    if name == "arm":
+        _require_hardware(cell.arm, "arm", cell)
+    elif name == "camera":
+        wanted = params.get("camera", cell.cameras[0].name if cell.cameras else "")
+        config = next((c for c in cell.cameras if c.name == wanted), None)
+        if config is None:
+            raise SystemExit(f"robolearn: the cell has no camera {wanted!r}; it has {[c.name for c in cell.cameras]}")
+        _require_hardware(config, f"camera {wanted!r}", cell)
+    elif name == "teleop":
+        if cell.teleop is None:
+            raise SystemExit("robolearn: the cell config has no teleop device; set teleop.type")
+        _require_hardware(cell.teleop, "teleop device", cell)
+    elif name == "policy" and not params.get("checkpoint"):
+        raise SystemExit("robolearn: the policy node needs --param checkpoint=DIR (a directory with model.safetensors)")
+
+
+def _require_hardware(config: Any, what: str, cell: CellConfig) -> None:
+    if config.type == "sim":
+        raise SystemExit(f"robolearn: the {what} of cell {cell.name!r} is simulated; the twin node publishes its "
+                         f"topics: robolearn node twin --cell {cell.source_path or 'CELL'}")
+    if config.type == "expert":
+        raise SystemExit("robolearn: the scripted expert needs the simulator's state, so the twin node hosts it: "
+                         "robolearn node twin --param teleop=expert --param episodes=N; for a device here, "
+                         "--set 'teleop={type: keyboard}' (or spacemouse, gamepad)")
+
+
+def _build(name: str, node: Node, cell: CellConfig, stack: ExitStack) -> Callable[[], dict[str, Any]]:
     if name == "twin":
         from robolearn.ros.nodes.twin import TwinNode
 
         twin = TwinNode(node, cell, task=node.declare_parameter("task", "pick_cube"),
                         episodes=node.declare_parameter("episodes", 0), seed=node.declare_parameter("seed", 0),
                         noise_scale=node.declare_parameter("noise_scale", 0.0),
-                        wait_for_recorder_s=node.declare_parameter("wait_for_recorder_s", 30.0))
-        return lambda: {"node": "twin", "episodes_driven": twin.completed}
+                        wait_for_recorder_s=node.declare_parameter("wait_for_recorder_s", 30.0),
+                        teleop=node.declare_parameter("teleop", "expert"),
+                        compressed_quality=node.declare_parameter("compressed_quality", 0))
+        stack.callback(twin.env.close)
+        return lambda: {"node": "twin", "episodes_completed": twin.completed}
     if name == "recorder":
         from robolearn.ros.nodes.recorder import RecorderNode
 
@@ -60,36 +104,25 @@ def _build(name: str, node: Node, cell: CellConfig):  # noqa: ANN202
     if name == "arm":
         from robolearn.ros.nodes.arm import ArmNode
 
-        arm = cell.arm.create(cell)
-        arm.connect()
-        arm_node = ArmNode(node, arm, cell)
+        arm_node = ArmNode(node, _connect(cell.arm.create(cell), stack), cell)
         return lambda: {"node": "arm", "violations": arm_node.violation_count}
     if name == "policy":
         from robolearn.learn import load_policy
         from robolearn.ros.nodes.policy import PolicyNode
 
-        checkpoint = node.declare_parameter("checkpoint", "")
-        if not checkpoint:
-            raise SystemExit("robolearn: the policy node needs --param checkpoint=DIR (a directory with model.safetensors)")
-        policy = load_policy(checkpoint)
+        policy = load_policy(node.declare_parameter("checkpoint", ""))
         policy_node = PolicyNode(node, policy, cell, policy.observation_keys)
         return lambda: {"node": "policy", "actions": policy_node.actions}
     if name == "camera":
         from robolearn.ros.nodes.camera import CameraPublisher
 
         wanted = node.declare_parameter("camera", cell.cameras[0].name if cell.cameras else "")
-        config = next((c for c in cell.cameras if c.name == wanted), None)
-        if config is None:
-            raise SystemExit(f"robolearn: the cell has no camera {wanted!r}; it has {[c.name for c in cell.cameras]}")
-        camera = config.create(cell)
-        camera.connect()
-        CameraPublisher(node, camera, depth=config.depth).spin_at(node, config.fps)
+        config = next(c for c in cell.cameras if c.name == wanted)
+        camera = _connect(config.create(cell), stack)
+        CameraPublisher(node, camera, depth=config.depth,
+                        compressed_quality=node.declare_parameter("compressed_quality", 0)).spin_at(node, config.fps)
         return lambda: {"node": "camera", "camera": wanted}
     from robolearn.ros.nodes.teleop import run_teleop
 
-    if cell.teleop is None:
-        raise SystemExit("robolearn: the cell config has no teleop device; set teleop.type")
-    teleop = cell.teleop.create(cell)
-    teleop.connect()
-    run_teleop(node, teleop, cell)
+    run_teleop(node, _connect(cell.teleop.create(cell), stack), cell)
     return lambda: {"node": "teleop"}

@@ -1,21 +1,15 @@
 """The teleop node: a ``Teleop`` device → ``TeleopCommand`` (buttons and normalized motion) and the
-arm command it stands for (scaled by the cell's ``max_step_m`` / ``max_rot_step_rad``)."""
+arm command it stands for (the env's action scaling, ``robolearn.env.action_to_command``: the cell's
+``max_step_m`` / ``max_rot_step_rad``)."""
 
 from __future__ import annotations
 
 from robolearn.cell import CellConfig
-from robolearn.interfaces import EEDeltaCommand, Teleop, TeleopCommand, now_ns
+from robolearn.env import action_to_command
+from robolearn.interfaces import Teleop, TeleopCommand, now_ns
 from robolearn.ros import messages
 from robolearn.ros.node import Node
 from robolearn.ros.nodes import topics
-
-
-def teleop_to_ee_delta(command: TeleopCommand, cell: CellConfig) -> EEDeltaCommand:
-    """Normalized ``ee_delta`` in [-1, 1] → metres and radians for one control step (the env's action
-    scaling)."""
-    delta = command.ee_delta
-    return EEDeltaCommand(delta[:3] * cell.safety.max_step_m, delta[3:6] * cell.safety.max_rot_step_rad,
-                          float(command.gripper_closed))
 
 
 class TeleopPublisher:
@@ -27,7 +21,9 @@ class TeleopPublisher:
     def publish(self, command: TeleopCommand) -> None:
         stamp = now_ns()
         self.teleop_pub.publish(messages.teleop_msg(command, stamp))
-        self.command_pub.publish(messages.ee_delta_msg(teleop_to_ee_delta(command, self.cell), stamp))
+        safety = self.cell.safety
+        arm_command = action_to_command(command.action(), safety.max_step_m, safety.max_rot_step_rad)
+        self.command_pub.publish(messages.ee_delta_msg(arm_command, stamp))
 
 
 def run_teleop(node: Node, teleop: Teleop, cell: CellConfig) -> None:

@@ -1,0 +1,31 @@
+"""``robolearn node``: useful help, and a clear refusal (before any session opens) where the node
+cannot run on the given cell."""
+
+from __future__ import annotations
+
+import pytest
+
+from robolearn.cli import main
+from robolearn.ros.nodes import NODES
+
+
+def test_node_help_lists_every_node_with_its_params(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["node", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in NODES:
+        assert f"  {name}: " in out
+    assert "episodes=0" in out and "checkpoint=DIR" in out and "docs/ros.md" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["arm"], "the arm of cell 'sim_panda' is simulated; the twin node publishes its topics"),
+    (["camera", "--param", "camera=wrist"], "camera 'wrist' of cell 'sim_panda' is simulated"),
+    (["camera", "--param", "camera=top"], "the cell has no camera 'top'; it has ['front', 'wrist']"),
+    (["teleop"], "the scripted expert needs the simulator's state, so the twin node hosts it"),
+    (["policy"], "needs --param checkpoint=DIR"),
+])
+def test_nodes_refuse_what_the_cell_cannot_give(args, message):
+    with pytest.raises(SystemExit, match=message.replace("[", r"\[").replace("]", r"\]")):
+        main(["node", *args, "--cell", "configs/cells/sim_panda.yaml", "--router", "tcp/127.0.0.1:1"])
