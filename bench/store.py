@@ -2,11 +2,13 @@
 
 Recording: two 640×480 RGB cameras and one 640×480 depth stream at 30 Hz plus 100 Hz arm state,
 control at 30 Hz, fed from their own threads into a threaded ``EpisodeRecorder`` for ``--seconds``;
-reports frames dropped (queued frames lost, steps not recorded) and the CPU cores the process used.
+reports camera frames dropped (lost from a full queue, or in steps not recorded because a stream had
+no sample within tolerance: ``record_missing`` per stream) and the CPU cores the process used.
 
 Reading: random windows (2 cameras at 128×128, 2 observation steps, state, an action chunk of 10)
 in batches of 256 from a ``SequenceDataset`` with 2 DataLoader workers, against bare JPEG decoding
-of the same frames, already in memory, in the same number of processes, in the same run.
+of the same frames, already in memory, in the same number of processes, in the same run (the two
+take turns, so the machine's load weighs on both alike).
 
 Prints one JSON object as the last line.
 """
@@ -20,6 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import imagecodecs
 import numpy as np
@@ -43,7 +46,7 @@ def synthetic_frames(n: int, height: int, width: int, seed: int) -> np.ndarray:
     return frames
 
 
-def bench_record(seconds: float, root: Path) -> dict[str, float]:
+def bench_record(seconds: float, root: Path) -> dict[str, Any]:
     rgb = synthetic_frames(30, 480, 640, 0)
     depth = np.random.default_rng(1).uniform(0.3, 2.0, (8, 480, 640)).astype(np.float32)
     store = DemoStore.create(root / "record.zarr")
@@ -91,6 +94,7 @@ def bench_record(seconds: float, root: Path) -> dict[str, float]:
     return {"record_seconds": round(wall, 2), "record_camera_frames": camera_frames,
             "record_dropped_frames": camera_frames - recorded,
             "record_queue_drops": sum(s["dropped"] for s in report["streams"].values()),
+            "record_missing": {name: s["missing"] for name, s in report["streams"].items()},
             "record_cpu_cores": round(cpu / wall, 3), "record_steps": report["steps_recorded"]}
 
 
@@ -116,44 +120,52 @@ def _decode_batch(batch: int) -> int:
     return len(_PAYLOADS[batch])
 
 
-def bench_read(root: Path, batches: int, workers: int) -> dict[str, float]:
+def _batch_payloads(store: DemoStore, dataset: SequenceDataset, indices: list[int], n_obs: int) -> list[bytes]:
+    """The JPEG files a batch of windows decodes (each frame of a window once, as the loader does)."""
+    t = dataset.anchor[indices]
+    obs = np.clip(t[:, None] + np.arange(1 - n_obs, 1), dataset.anchor_start[indices, None],
+                  dataset.anchor_end[indices, None] - 1)
+    payloads = []
+    for key in ("rgb_front", "rgb_wrist"):
+        array = store.array(key)
+        for row in obs:
+            for i in np.unique(row):
+                payloads.append((store.path / "data" / key / chunk_key(array, int(i))).read_bytes())
+    return payloads
+
+
+def bench_read(root: Path, batches: int, workers: int, rounds: int = 6) -> dict[str, float]:
+    """Loader and bare decoding take turns (``rounds`` times, ``batches`` batches each), so a
+    change in the machine's load hits both alike."""
     batch_size, n_obs = 256, 2
     store = build_read_store(root / "read.zarr", episodes=20, steps=150)
     dataset = SequenceDataset(store.path, ["state", "rgb_front", "rgb_wrist"], n_obs_steps=n_obs, horizon=10)
     sampler = make_dataloader(dataset, batch_size=batch_size, num_workers=0, seed=0).sampler
-    plan: list[list[int]] = []
-    while len(plan) < batches + workers:
-        plan += [list(b) for b in sampler][: batches + workers - len(plan)]
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, sampler=plan, num_workers=workers, prefetch_factor=2)
-    iterator = iter(loader)
-    for _ in range(workers):
-        next(iterator)
-    start = time.perf_counter()
-    for _ in range(batches):
-        batch = next(iterator)
-    read_s = time.perf_counter() - start
-    assert batch["rgb_front"].shape == (batch_size, n_obs, 3, 128, 128)
-    del iterator, loader
-
+    epoch = [list(b) for b in sampler]
+    plans = [[epoch[(r * (batches + workers) + i) % len(epoch)] for i in range(batches + workers)] for r in range(rounds)]
     _PAYLOADS.clear()
-    for indices in plan[workers:]:
-        t = dataset.anchor[indices]
-        obs = np.clip(t[:, None] + np.arange(1 - n_obs, 1), dataset.anchor_start[indices, None],
-                      dataset.anchor_end[indices, None] - 1)
-        payloads = []
-        for key in ("rgb_front", "rgb_wrist"):
-            array = store.array(key)
-            for row in obs:
-                for i in np.unique(row):
-                    payloads.append((store.path / "data" / key / chunk_key(array, int(i))).read_bytes())
-        _PAYLOADS.append(payloads)
+    for plan in plans:
+        _PAYLOADS.extend(_batch_payloads(store, dataset, indices, n_obs) for indices in plan[workers:])
+    read_s = decode_s = 0.0
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pool.map(_decode_batch, range(workers))
-        start = time.perf_counter()
-        pool.map(_decode_batch, range(batches), chunksize=1)
-        decode_s = time.perf_counter() - start
-    read_rate = batches * batch_size / read_s
-    decode_rate = batches * batch_size / decode_s
+        pool.map(_decode_batch, [i % len(_PAYLOADS) for i in range(workers)])
+        for r, plan in enumerate(plans):
+            loader = torch.utils.data.DataLoader(dataset, batch_size=None, sampler=plan, num_workers=workers,
+                                                 prefetch_factor=2)
+            iterator = iter(loader)
+            for _ in range(workers):
+                next(iterator)
+            start = time.perf_counter()
+            for _ in range(batches):
+                batch = next(iterator)
+            read_s += time.perf_counter() - start
+            assert batch["rgb_front"].shape == (batch_size, n_obs, 3, 128, 128)
+            del batch, iterator, loader
+            start = time.perf_counter()
+            pool.map(_decode_batch, range(r * batches, (r + 1) * batches), chunksize=1)
+            decode_s += time.perf_counter() - start
+    read_rate = rounds * batches * batch_size / read_s
+    decode_rate = rounds * batches * batch_size / decode_s
     return {"read_samples_per_s": round(read_rate, 1), "decode_samples_per_s": round(decode_rate, 1),
             "read_vs_decode_limit": round(read_rate / decode_rate, 3), "read_workers": workers,
             "read_batch_size": batch_size}
@@ -162,12 +174,13 @@ def bench_read(root: Path, batches: int, workers: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="recording duration (default: %(default)s)")
-    parser.add_argument("--batches", type=int, default=20, help="read batches timed (default: %(default)s)")
+    parser.add_argument("--batches", type=int, default=4, help="read batches timed per round (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=6, help="turns of loader and bare decoding (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers and decode processes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         result = bench_record(args.seconds, Path(tmp))
-        result.update(bench_read(Path(tmp), args.batches, args.workers))
+        result.update(bench_read(Path(tmp), args.batches, args.workers, args.rounds))
     print(json.dumps(result))
 
 

@@ -80,15 +80,18 @@ def expected_lowdim(index: int) -> dict[str, np.ndarray]:
 
 
 def run_and_kill(path: Path, rng: random.Random) -> list[int]:
-    """Start the recorder, SIGKILL it after a random delay; returns the indices it reported committed."""
+    """Start the recorder, let it commit 0–2 episodes, SIGKILL it after a further random delay (at
+    a random point of the next episode, on a busy machine too); returns the indices it reported
+    committed."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-c", RECORDER, str(path)], stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
-    time.sleep(rng.uniform(0.0, 0.3))
+    reported = [int(proc.stdout.readline().split()[1]) for _ in range(rng.randint(0, 2))]
+    time.sleep(rng.uniform(0.0, 0.15))
     proc.send_signal(signal.SIGKILL)
     out, _ = proc.communicate()
-    return [int(line.split()[1]) for line in out.splitlines() if line.startswith("committed")]
+    return reported + [int(line.split()[1]) for line in out.splitlines() if line.startswith("committed")]
 
 
 def check_kills(path: Path, kills: int, seed: int) -> None:

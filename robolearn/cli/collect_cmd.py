@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-cameras", action="store_true", help="record state only (no camera streams)")
     parser.add_argument("--via-ros", action="store_true",
                         help="record through the ROS 2 node graph (twin, recorder and teleop nodes over Zenoh) "
-                        "instead of in this process; --teleop expert or cell")
+                        "instead of in this process; --teleop expert, cell (the cell's device) or a device type")
     add_overrides_flag(parser)
     add_json_flag(parser)
     parser.set_defaults(func=run)
@@ -66,28 +66,46 @@ def _calibration(env: Any) -> dict[str, Any]:
     return cameras
 
 
+def _collect_via_ros(args: argparse.Namespace) -> int:
+    from robolearn.ros.collect import collect_via_ros
+    from robolearn.store import DemoStore
+
+    path = Path(args.store)
+    try:
+        before = DemoStore.open(path).n_episodes if path.exists() else 0
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError("--store", args.store, str(err)) from err
+    result = collect_via_ros(args.cell, args.task, args.episodes, args.store, teleop=args.teleop, seed=args.seed,
+                             noise_scale=args.noise, operator=args.operator, overrides=args.overrides)
+    committed = (result.get("n_episodes") or 0) - before
+    emit({**result, "episodes_committed": committed}, args.json)
+    return 0 if committed >= args.episodes else 1
+
+
 def run(args: argparse.Namespace) -> int:
     if args.episodes <= 0:
         raise ConfigError("--episodes", str(args.episodes), "must be positive")
     if not 1 <= args.quality <= 100:
         raise ConfigError("--quality", str(args.quality), "must be in 1..100")
     if args.via_ros:
-        from robolearn.ros.collect import collect_via_ros
-
-        result = collect_via_ros(args.cell, args.task, args.episodes, args.store, teleop=args.teleop, seed=args.seed)
-        emit({**result, "episodes_committed": result.get("n_episodes")}, args.json)
-        return 0
+        return _collect_via_ros(args)
     from robolearn.env import make_env
     from robolearn.rollout import make_teleop, run_episode
     from robolearn.store import EpisodeRecorder
 
     env = make_env(args.cell, args.task, cameras=not args.no_cameras, overrides=args.overrides)
     unwrapped = env.unwrapped
-    store = _open_store(Path(args.store), unwrapped.cell, _calibration(env), args.quality)
+    spaces = env.observation_space.spaces
+    streams = list(spaces)
+    try:
+        store = _open_store(Path(args.store), unwrapped.cell, _calibration(env), args.quality)
+        recorder = EpisodeRecorder(store, streams, control_hz=unwrapped.cell.control_hz)
+        recorder.check_store({k: (spaces[k].shape, spaces[k].dtype) for k in streams}, env.action_space.shape)
+    except (FileNotFoundError, ValueError) as err:
+        env.close()
+        raise ConfigError("--store", args.store, str(err)) from err
     teleop = make_teleop(args.teleop, env, noise_scale=args.noise, seed=args.seed)
     source = "expert" if args.teleop == "expert" else "teleop"
-    streams = list(env.observation_space.spaces)
-    recorder = EpisodeRecorder(store, streams, control_hz=unwrapped.cell.control_hz)
     task_name = getattr(unwrapped.task, "name", args.task)
     committed: list[int] = []
     discarded, successes, attempts, missing = 0, 0, 0, 0

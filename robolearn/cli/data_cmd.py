@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import shutil
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,17 +92,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_stats)
 
 
+def _input_errors(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report a bad store, bad input file or bad argument as one ``ConfigError`` line (the store and
+    the converters word their errors to name the problem and the fix), not a traceback."""
+
+    @functools.wraps(run)
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except ConfigError:
+            raise
+        except (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError, KeyError,
+                IndexError) as err:
+            raise ConfigError(f"data {args.data_command}", "", str(err.args[0] if err.args else err)) from err
+
+    return guarded
+
+
 def _open(path: str, mode: str = "r") -> Any:
     from robolearn.store import DemoStore
 
-    try:
-        return DemoStore.open(path, mode=mode)
-    except FileNotFoundError as err:
-        raise ConfigError("store", path, f"{err}") from err
+    return DemoStore.open(path, mode=mode)
 
 
-def _progress(total: int, desc: str) -> tuple[Any, Any]:
-    bar = tqdm(total=total, desc=desc, unit="ep", disable=None)
+def _progress(total: int | None, desc: str, unit: str = "ep") -> tuple[Any, Callable[[int], None]]:
+    """A progress bar (on a terminal only) and a callback taking the number done so far."""
+    bar = tqdm(total=total, desc=desc, unit=unit, disable=None)
 
     def update(done: int) -> None:
         bar.update(done - bar.n)
@@ -129,6 +148,7 @@ def summarize(store: Any) -> dict[str, Any]:
     }
 
 
+@_input_errors
 def run_info(args: argparse.Namespace) -> int:
     summary = summarize(_open(args.path))
     if not args.json:
@@ -138,6 +158,7 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+@_input_errors
 def run_episodes(args: argparse.Namespace) -> int:
     store = _open(args.path)
     rows = [{"index": i, **{k: m.get(k) for k in ("task", "source", "operator", "success", "length", "duration_s")}}
@@ -167,6 +188,7 @@ def parse_episodes(items: list[str], n_episodes: int) -> list[int]:
     return sorted({i % n_episodes for i in chosen})
 
 
+@_input_errors
 def run_delete(args: argparse.Namespace) -> int:
     store = _open(args.path, mode="a" if args.yes else "r")
     chosen = parse_episodes(args.episodes, store.n_episodes)
@@ -179,6 +201,7 @@ def run_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+@_input_errors
 def run_view(args: argparse.Namespace) -> int:
     from robolearn.store.view import view_episode
 
@@ -191,63 +214,80 @@ def run_view(args: argparse.Namespace) -> int:
     return 0
 
 
-def _require_new(path: str, flag: str = "--out") -> None:
+@contextmanager
+def _new_output(path: str) -> Iterator[None]:
+    """Refuse an existing ``--out`` (nothing is overwritten) and remove the half-written output when
+    the command fails."""
     if Path(path).exists():
-        raise ConfigError(flag, path, "already exists; pick a new path (nothing is overwritten)")
+        raise ConfigError("--out", path, "already exists; pick a new path (nothing is overwritten)")
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
+@_input_errors
 def run_export(args: argparse.Namespace) -> int:
     store = _open(args.path)
-    _require_new(args.out)
-    bar, update = _progress(store.n_episodes, f"export {args.format}")
-    with bar:
+    with _new_output(args.out):
         if args.format == "lerobot":
             from robolearn.store.convert_lerobot import export_lerobot
 
-            result = export_lerobot(store, args.out)
+            n_videos = sum(k.startswith("rgb_") for k in store.keys)
+            bar, update = _progress(n_videos, "export lerobot", unit="video")
+            with bar:
+                result = export_lerobot(store, args.out, progress=update)
         else:
             from robolearn.store.convert_mcap import export_mcap
 
-            result = export_mcap(store, args.out, progress=update)
+            bar, update = _progress(store.n_episodes, "export mcap")
+            with bar:
+                result = export_mcap(store, args.out, progress=update)
     emit({"format": args.format, **result}, args.json)
     return 0
 
 
+@_input_errors
 def run_import(args: argparse.Namespace) -> int:
     if not Path(args.source).exists():
         raise ConfigError("source", args.source, "no such file or directory")
-    _require_new(args.out)
-    bar, update = _progress(0, f"import {args.format}")
-    with bar:
-        if args.format == "lerobot":
-            from robolearn.store.convert_lerobot import import_lerobot
+    with _new_output(args.out):
+        bar, update = _progress(None, f"import {args.format}")
+        with bar:
+            if args.format == "lerobot":
+                from robolearn.store.convert_lerobot import import_lerobot
 
-            store = import_lerobot(args.source, args.out, progress=update)
-        else:
-            from robolearn.store.convert_mcap import import_mcap
+                store = import_lerobot(args.source, args.out, progress=update)
+            else:
+                from robolearn.store.convert_mcap import import_mcap
 
-            store = import_mcap(args.source, args.out, progress=update)
+                store = import_mcap(args.source, args.out, progress=update)
     emit({"format": args.format, "source": args.source, "path": str(store.path), "n_episodes": store.n_episodes,
           "n_steps": store.n_steps, "keys": store.keys}, args.json)
     return 0
 
 
+@_input_errors
 def run_resize(args: argparse.Namespace) -> int:
     from robolearn.store.resize import resize_store
 
     height, sep, width = args.size.lower().partition("x")
     if not sep or not height.isdigit() or not width.isdigit() or not int(height) or not int(width):
         raise ConfigError("--size", args.size, "expected HxW in pixels, e.g. 96x96")
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise ConfigError("--quality", str(args.quality), "must be in 1..100")
     store = _open(args.path)
-    _require_new(args.out)
-    bar, update = _progress(store.n_episodes, f"resize to {height}x{width}")
-    with bar:
-        out = resize_store(store, args.out, int(height), int(width), jpeg_quality=args.quality, progress=update)
+    with _new_output(args.out):
+        bar, update = _progress(store.n_episodes, f"resize to {height}x{width}")
+        with bar:
+            out = resize_store(store, args.out, int(height), int(width), jpeg_quality=args.quality, progress=update)
     emit({"path": str(out.path), "n_episodes": out.n_episodes, "n_steps": out.n_steps,
           "size_px": [int(height), int(width)]}, args.json)
     return 0
 
 
+@_input_errors
 def run_stats(args: argparse.Namespace) -> int:
     store = _open(args.path, mode="a")
     stats = store.stats()

@@ -236,6 +236,8 @@ def import_lerobot(root: str | Path, destination: str | Path, progress: Callable
     attrs = info.get("robolearn") or {}
     out = DemoStore.create(destination, cell_config=attrs.get("cell_config"), cameras=attrs.get("cameras"),
                            **({"jpeg_quality": attrs["jpeg_quality"]} if "jpeg_quality" in attrs else {}))
+    if attrs:
+        out.inherit_attrs(attrs)
     data_files: dict[tuple[int, int], Any] = {}
     videos: dict[tuple[str, int, int], dict[int, np.ndarray]] = {}
     video_features = [f for f, spec in features.items() if spec["dtype"] == "video"]

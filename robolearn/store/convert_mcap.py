@@ -12,7 +12,8 @@ One message per data key per step, all at the step's bag time ``t0 + global_step
 - ``/joint_states`` ``sensor_msgs/msg/JointState`` from ``state`` (7 joints, gripper width) for
   ROS tools; import ignores it;
 - ``/robolearn/episode`` ``std_msgs/msg/String`` JSON (index, length, metadata) at each episode's
-  first step; ``/robolearn/store`` ``std_msgs/msg/String`` JSON of the store attributes, once.
+  first step; ``/robolearn/store`` ``std_msgs/msg/String`` JSON ``{"attrs": store attributes,
+  "dtypes": {low-dimensional key: dtype}}``, once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from robolearn.store.codecs import DEPTH_SCALE_PER_M, kind_of, prepare_depth
-from robolearn.store.store import DemoStore, chunk_key
+from robolearn.store.store import DemoStore
 
 T0_NS = 1_000_000_000
 STORE_TOPIC, EPISODE_TOPIC = "/robolearn/store", "/robolearn/episode"
@@ -95,7 +96,8 @@ def export_mcap(store: DemoStore, path: str | Path, progress: Callable[[int], No
             writer.write(connections[name], t_ns, ts.serialize_cdr(msg, msgtype))
             messages += 1
 
-        write(STORE_TOPIC, string(data=json.dumps(store.attrs)), "std_msgs/msg/String", T0_NS)
+        header = {"attrs": store.attrs, "dtypes": {k: str(v.dtype) for k, v in lowdim.items()}}
+        write(STORE_TOPIC, string(data=json.dumps(header)), "std_msgs/msg/String", T0_NS)
         starts = store.episode_starts
         for episode in range(store.n_episodes):
             span = store.episode_slice(episode)
@@ -108,8 +110,7 @@ def export_mcap(store: DemoStore, path: str | Path, progress: Callable[[int], No
                         continue
                     kind = kind_of(key)
                     if kind == "rgb":
-                        array = store.array(key)
-                        payload = (store.path / "data" / key / chunk_key(array, t)).read_bytes()
+                        payload = store.encoded_frame(key, t)
                         msg = ts.types["sensor_msgs/msg/CompressedImage"](
                             header=_header(ts, stamp_ns, key[4:]), format="jpeg", data=np.frombuffer(payload, np.uint8))
                     elif kind == "depth":
@@ -135,37 +136,49 @@ def export_mcap(store: DemoStore, path: str | Path, progress: Callable[[int], No
 
 
 def import_mcap(path: str | Path, destination: str | Path, progress: Callable[[int], None] | None = None) -> DemoStore:
-    """A new store at ``destination`` from a bag written by ``export_mcap``."""
-    from rosbags.rosbag2 import Reader
+    """A new store at ``destination`` from a bag written by ``export_mcap``, read one episode at a
+    time (the bag never sits in memory as a whole)."""
+    from rosbags.rosbag2 import Reader, ReaderError
 
+    path = Path(path)
+    if not (path / "metadata.yaml").exists():
+        raise FileNotFoundError(f"{path} is not a rosbag2 bag directory (no metadata.yaml); pass the directory "
+                                "`robolearn data export --format mcap` wrote")
+    try:
+        with Reader(path) as reader:
+            return _import_bag(reader, path, Path(destination), progress)
+    except ReaderError as err:
+        raise ValueError(f"{path}: cannot read the bag: {err}") from err
+
+
+def _import_bag(reader: Any, path: Path, destination: Path, progress: Callable[[int], None] | None) -> DemoStore:
     ts = _typestore()
-    with Reader(Path(path)) as reader:
-        by_topic = {c.topic: c for c in reader.connections}
-        if STORE_TOPIC not in by_topic or EPISODE_TOPIC not in by_topic:
-            raise ValueError(f"{path} was not written by `robolearn data export` (no {STORE_TOPIC} / {EPISODE_TOPIC} topics)")
-        attrs: dict[str, Any] = {}
-        episodes: list[dict[str, Any]] = []
-        steps: dict[str, dict[int, Any]] = defaultdict(dict)
-        keys = {c.topic: _key_of(c.topic) for c in reader.connections if _key_of(c.topic)}
-        times: list[int] = []
-        for connection, t_ns, raw in reader.messages():
-            msg = ts.deserialize_cdr(raw, connection.msgtype)
-            if connection.topic == STORE_TOPIC:
-                attrs = json.loads(msg.data)
-            elif connection.topic == EPISODE_TOPIC:
-                episodes.append({**json.loads(msg.data), "t_ns": t_ns})
-            elif connection.topic in keys:
-                steps[keys[connection.topic]][t_ns] = msg
-                times.append(t_ns)
+    by_topic = {c.topic: c for c in reader.connections}
+    if STORE_TOPIC not in by_topic or EPISODE_TOPIC not in by_topic:
+        raise ValueError(f"{path} was not written by `robolearn data export` (no {STORE_TOPIC} / {EPISODE_TOPIC} topics)")
+    header: dict[str, Any] = {}
+    episodes: list[dict[str, Any]] = []
+    for connection, t_ns, raw in reader.messages([by_topic[STORE_TOPIC], by_topic[EPISODE_TOPIC]]):
+        msg = ts.deserialize_cdr(raw, connection.msgtype)
+        if connection.topic == STORE_TOPIC:
+            header = json.loads(msg.data)
+        else:
+            episodes.append({**json.loads(msg.data), "t_ns": t_ns})
+    episodes.sort(key=lambda e: e["t_ns"])
+    data_connections = [c for c in reader.connections if _key_of(c.topic)]
+    attrs, dtypes = header.get("attrs", {}), header.get("dtypes", {})
     out = DemoStore.create(destination, cell_config=attrs.get("cell_config"), cameras=attrs.get("cameras"),
                            **({"jpeg_quality": attrs["jpeg_quality"]} if "jpeg_quality" in attrs else {}))
-    step_times = sorted(set(times))
-    episodes.sort(key=lambda e: e["index"])
-    cursor = 0
+    out.inherit_attrs(attrs)
     for count, episode in enumerate(episodes):
-        first = step_times.index(episode["t_ns"], cursor)
-        window = step_times[first: first + episode["length"]]
-        cursor = first + episode["length"]
+        stop = episodes[count + 1]["t_ns"] if count + 1 < len(episodes) else None
+        steps: dict[str, dict[int, Any]] = defaultdict(dict)
+        for connection, t_ns, raw in reader.messages(data_connections, start=episode["t_ns"], stop=stop):
+            steps[_key_of(connection.topic)][t_ns] = ts.deserialize_cdr(raw, connection.msgtype)
+        window = sorted(set().union(*(messages.keys() for messages in steps.values())))
+        if len(window) != episode["length"]:
+            raise ValueError(f"{path}: episode {episode['index']} has {len(window)} steps in the bag, its metadata "
+                             f"says {episode['length']}; the bag is truncated or was not written by robolearn")
         data, encoded = {}, {}
         for key, messages in steps.items():
             missing = [t for t in window if t not in messages]
@@ -176,7 +189,8 @@ def import_mcap(path: str | Path, destination: str | Path, progress: Callable[[i
             elif kind_of(key) == "depth":
                 data[key] = np.stack([_depth_m(messages[t]) for t in window])
             else:
-                data[key] = np.stack([_array(messages[t]) for t in window])
+                values = np.stack([_array(messages[t]) for t in window])
+                data[key] = values.astype(dtypes[key]) if key in dtypes else values
         _append_with_jpeg(out, data, encoded, episode["meta"])
         if progress:
             progress(count + 1)

@@ -8,7 +8,9 @@ Low-dimensional arrays are read into memory once (contiguous slices). Images are
 DataLoader's worker processes: each worker opens the store lazily and reads the per-frame chunks
 with plain file reads and the array's own codec (no zarr indexing on the hot path, never
 ``oindex``). The dataset takes a whole list of indices (``make_dataloader`` feeds it batches), so
-a worker decodes and stacks a full batch with no per-sample collation.
+a worker decodes a full batch straight into one of its reused shared-memory buffers
+(``robolearn.store.shared_frames``) with no per-sample collation and no copy on the way to the
+main process.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 import zarr
 
 from robolearn.store.codecs import kind_of
+from robolearn.store.shared_frames import FramePool, SharedFrames
 from robolearn.store.store import DemoStore
 
 NORMALIZATIONS = ("mean_std", "min_max", None)
@@ -52,8 +55,7 @@ class FrameReader:
         when given (an RGB frame decodes in place, with no copy)."""
         array, codecs, shape, dtype, prefix, suffix = self.arrays[key]
         try:
-            with open(f"{prefix}{index}{suffix}", "rb", buffering=0) as f:
-                value: Any = f.readall()
+            value: Any = _read_file(f"{prefix}{index}{suffix}")
         except FileNotFoundError:
             frame = np.full(shape, array.fill_value, dtype=dtype)
         else:
@@ -67,6 +69,15 @@ class FrameReader:
             return frame
         out[...] = frame
         return out
+
+
+def _read_file(path: str) -> bytes:
+    """The whole file with one ``fstat`` and one ``read`` (less than ``open().read()`` costs)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
 
 
 class SequenceDataset(torch.utils.data.Dataset):
@@ -108,6 +119,7 @@ class SequenceDataset(torch.utils.data.Dataset):
         self.anchor_end = np.concatenate([np.full(ends[i] - starts[i], ends[i]) for i in chosen] or [np.zeros(0, np.int64)])
         self._normalized = {k: self._normalize(k, v) for k, v in self.lowdim.items()}
         self._reader: FrameReader | None = None
+        self._pool: FramePool | None = None
 
     def __len__(self) -> int:
         return len(self.anchor)
@@ -137,10 +149,13 @@ class SequenceDataset(torch.utils.data.Dataset):
     def reader(self) -> FrameReader:
         """This process's frame reader (opened on first use in every DataLoader worker)."""
         if self._reader is None or self._reader.pid != os.getpid():
-            self._reader = FrameReader(self.path, self.frame_keys)
+            self._reader, self._pool = FrameReader(self.path, self.frame_keys), None
         return self._reader
 
-    def __getitem__(self, index: int | Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | Sequence[int] | np.ndarray) -> dict[str, torch.Tensor | SharedFrames]:
+        """One sample (``index`` an int) or a batch (a list of indices); see the class docstring.
+        Inside a DataLoader worker a batch's frames are ``SharedFrames``, which arrive in the main
+        process as tensors."""
         single = np.ndim(index) == 0
         rows = np.atleast_1d(np.asarray(index, dtype=np.int64))
         t, start, end = self.anchor[rows], self.anchor_start[rows], self.anchor_end[rows]
@@ -155,20 +170,26 @@ class SequenceDataset(torch.utils.data.Dataset):
         batch["action_is_pad"] = torch.from_numpy(raw_action_index >= end[:, None])
         if self.frame_keys:
             reader = self.reader()
+            pooled = not single and torch.utils.data.get_worker_info() is not None
             for key in self.frame_keys:
-                batch[key] = self._frames(reader, key, obs_index)
+                batch[key] = self._frames(reader, key, obs_index, pooled)
         return {k: v[0] for k, v in batch.items()} if single else batch
 
-    def _frames(self, reader: FrameReader, key: str, obs_index: np.ndarray) -> torch.Tensor:
-        """Decoded frames ``(B, n_obs_steps, H, W[, 3])`` straight into one tensor, in shared memory
-        when this runs in a DataLoader worker (so handing the batch over copies nothing); RGB is
-        returned as a ``(B, n_obs_steps, 3, H, W)`` channels-last view."""
-        shape = self.frame_shapes[key]
+    def _frames(self, reader: FrameReader, key: str, obs_index: np.ndarray, pooled: bool) -> torch.Tensor | SharedFrames:
+        """Decoded frames ``(B, n_obs_steps, H, W[, 3])`` straight into one buffer; RGB comes out as
+        a ``(B, n_obs_steps, 3, H, W)`` channels-last view. pooled (a batch in a DataLoader worker):
+        the buffer is one of the worker's reused shared-memory buffers (``shared_frames``), so
+        handing the batch over copies nothing and allocates nothing."""
         rgb = kind_of(key) == "rgb"
-        out = torch.empty((*obs_index.shape, *shape), dtype=torch.uint8 if rgb else torch.float32)
-        if torch.utils.data.get_worker_info() is not None:
-            out.share_memory_()
-        frames = out.numpy()
+        shape, dtype = (*obs_index.shape, *self.frame_shapes[key]), torch.uint8 if rgb else torch.float32
+        dims = (0, 1, 4, 2, 3) if rgb else None
+        if pooled:
+            if self._pool is None:
+                self._pool = FramePool()
+            buffer, frames = self._pool.take(shape, dtype)
+        else:
+            out = torch.empty(shape, dtype=dtype)
+            frames = out.numpy()
         for b, indices in enumerate(obs_index):
             previous = -1
             for k, index in enumerate(indices):
@@ -177,7 +198,9 @@ class SequenceDataset(torch.utils.data.Dataset):
                 else:
                     reader.read(key, int(index), out=frames[b, k])
                     previous = index
-        return out.permute(0, 1, 4, 2, 3) if rgb else out
+        if pooled:
+            return SharedFrames(buffer, shape, dtype, dims)
+        return out.permute(dims) if dims else out
 
 
 def _stats(store: DemoStore, keys: Sequence[str], values: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:

@@ -48,11 +48,13 @@ class EpisodeRecorder:
     control_hz: the control rate; the default tolerance of every stream is half a control period.
     tolerance_ns: one tolerance for all streams or ``{stream: tolerance}``. max_pending_steps: control
     steps that may wait for a slow stream before they are decided with what has arrived.
+    buffer_s: how far back (behind its newest sample) a stream keeps samples for control steps that
+    have not come yet. Samples arriving while no episode is open are ignored.
     """
 
     def __init__(self, store: DemoStore, streams: Iterable[str], control_hz: float,
                  tolerance_ns: int | Mapping[str, int] | None = None, threaded: bool = False,
-                 max_queue: int = 256, max_pending_steps: int = 8):
+                 max_queue: int = 256, max_pending_steps: int = 8, buffer_s: float = 2.0):
         self.store = store
         self.streams = list(streams)
         default = int(0.5e9 / control_hz)
@@ -61,6 +63,7 @@ class EpisodeRecorder:
         else:
             self.tolerance_ns = {s: int(default if tolerance_ns is None else tolerance_ns) for s in self.streams}
         self.max_pending_steps = max_pending_steps
+        self.buffer_ns = int(buffer_s * 1e9)
         self.writer: EpisodeWriter | None = None
         self.meta: dict[str, Any] = {}
         self._reset_counts()
@@ -95,9 +98,24 @@ class EpisodeRecorder:
             return
         self._raise_worker_error()
         try:
-            self._queue.put_nowait((self._add, (stream, np.asarray(value), int(stamp_ns))))
+            self._queue.put_nowait((self._add, (stream, np.array(value, copy=True), int(stamp_ns))))
         except queue.Full:
             self.counts[stream].dropped += 1
+
+    def check_store(self, stream_specs: Mapping[str, tuple[tuple[int, ...], np.dtype]],
+                    action_shape: tuple[int, ...]) -> None:
+        """Raise ``ValueError`` before recording when the episodes this recorder would write do not
+        fit the store (other keys, frame shapes or dtypes).
+
+        stream_specs: ``{stream: (shape of one sample, dtype)}``; action_shape: e.g. ``(7,)``.
+        """
+        unknown = sorted(set(stream_specs) ^ set(self.streams))
+        if unknown:
+            raise ValueError(f"stream_specs must describe exactly the streams {self.streams}; differs in {unknown}")
+        fixed = {"action": (tuple(action_shape), np.dtype(np.float32)), "reward": ((), np.dtype(np.float32)),
+                 "success": ((), np.dtype(np.bool_)), "terminated": ((), np.dtype(np.bool_)),
+                 "intervention": ((), np.dtype(np.bool_)), "stamp_ns": ((), np.dtype(np.int64))}
+        self.store.check_keys({**fixed, **{k: (tuple(shape), np.dtype(dtype)) for k, (shape, dtype) in stream_specs.items()}})
 
     def step(self, action: np.ndarray, stamp_ns: int, reward: float = 0.0, success: bool = False,
              terminated: bool = False, intervention: bool = False, **extra: Any) -> None:
@@ -176,6 +194,8 @@ class EpisodeRecorder:
         self.writer = self.store.begin_episode()
 
     def _add(self, stream: str, value: np.ndarray, stamp_ns: int) -> None:
+        if self.writer is None:
+            return
         counts = self.counts[stream]
         counts.received += 1
         buffer = self._buffers[stream]
@@ -184,6 +204,8 @@ class EpisodeRecorder:
             counts.late += 1
             return
         buffer.append((stamp_ns, value))
+        while buffer[0][0] < stamp_ns - self.buffer_ns:
+            buffer.popleft()
         self._decide(force=False)
 
     def _step(self, stamp_ns: int, fields: dict[str, Any]) -> None:

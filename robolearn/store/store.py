@@ -25,7 +25,7 @@ import datetime as _dt
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 SOURCES = ("teleop", "expert", "policy", "online")
 STATS_KEYS_SKIPPED = ("stamp_ns",)
+FRAME_ARRAY_CONFIG = {"write_empty_chunks": True}
+"""Chunk-per-frame arrays write every frame, a black one too: one chunk file per step, always."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -129,6 +131,9 @@ class DemoStore:
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
         path = Path(path)
+        _finish_rewrite(path, clean=mode == "a")
+        if not path.exists():
+            raise FileNotFoundError(f"no store at {path}; create one with DemoStore.create or `robolearn collect`")
         if not (path / ".zgroup").exists() or not (path / "meta" / "episode_ends" / ".zarray").exists():
             raise FileNotFoundError(f"{path} is not a robolearn store (no meta/episode_ends); create one with "
                                     "DemoStore.create or `robolearn collect`")
@@ -141,6 +146,13 @@ class DemoStore:
         if mode == "a":
             store.repair()
         return store
+
+    def inherit_attrs(self, attrs: Mapping[str, Any]) -> None:
+        """Take over the store attributes of the store this one is derived from (a copy, a resize,
+        an import), except this store's own schema version, creation time and JPEG quality."""
+        self._require_writable()
+        own = {k: self.attrs[k] for k in ("schema_version", "created_utc", "jpeg_quality")}
+        self.root.attrs["robolearn"] = {**_jsonable(dict(attrs)), **own}
 
     def refresh(self) -> None:
         """Re-read the episode index (another process may have appended)."""
@@ -180,7 +192,8 @@ class DemoStore:
 
     def _data_arrays(self) -> dict[str, zarr.Array]:
         if self._arrays is None:
-            self._arrays = dict(sorted(self.root["data"].arrays()))
+            self._arrays = {key: array if kind_of(key) == "lowdim" else array.with_config(FRAME_ARRAY_CONFIG)
+                            for key, array in sorted(self.root["data"].arrays())}
         return self._arrays
 
     def _data_keys(self) -> list[str]:
@@ -247,6 +260,18 @@ class DemoStore:
         span = self.episode_slice(index)
         return {key: self.array(key)[span] for key in (self.keys if keys is None else keys)}
 
+    def encoded_frame(self, key: str, index: int) -> bytes:
+        """The stored JPEG of RGB frame ``index`` of ``data/<key>`` (the chunk file itself; a
+        frame never written is encoded from the fill value)."""
+        if kind_of(key) != "rgb":
+            raise ValueError(f"{key}: only rgb_* arrays hold JPEG frames")
+        array = self.array(key)
+        try:
+            return (self.path / "data" / key / chunk_key(array, index)).read_bytes()
+        except FileNotFoundError:
+            blank = np.full(array.shape[1:], array.fill_value, dtype=array.dtype)
+            return bytes(array.compressors[0].encode(blank))
+
     def episode_meta(self, index: int) -> dict[str, Any]:
         self.episode_slice(index)
         return dict(self._info[index])
@@ -260,36 +285,48 @@ class DemoStore:
         if self.mode != "a":
             raise PermissionError(f"{self.path} is open read-only; use DemoStore.open(path, mode='a') to write")
 
-    def prepare_keys(self, frame_specs: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> None:
-        """Check an episode's keys, frame shapes and dtypes against the store and create missing arrays.
+    def check_keys(self, frame_specs: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+        """Raise ``ValueError`` (naming the key and the fix) when an episode with these keys, frame
+        shapes and dtypes cannot go into this store. An empty store takes any keys.
 
-        frame_specs: ``{key: (shape of one step, dtype)}``. A store with episodes accepts exactly its
-        keys; an empty store takes the keys of its first episode.
+        frame_specs: ``{key: (shape of one step, dtype)}``.
+        """
+        if not self.n_episodes:
+            return
+        existing = set(self._data_keys())
+        missing, extra = sorted(existing - set(frame_specs)), sorted(set(frame_specs) - existing)
+        if missing or extra:
+            raise ValueError(f"episode keys differ from the store's {sorted(existing)}: missing {missing}, "
+                             f"extra {extra}; record the same keys, or write to a new store")
+        for key, (shape, dtype) in frame_specs.items():
+            array = self.array(key)
+            if tuple(array.shape[1:]) != tuple(shape):
+                raise ValueError(f"{key}: frames of shape {tuple(shape)} but the store holds {tuple(array.shape[1:])}; "
+                                 "derive a resized store with `robolearn data resize` or write to a new store")
+            if not np.can_cast(np.dtype(dtype), array.dtype, casting="same_kind"):
+                raise ValueError(f"{key}: dtype {np.dtype(dtype)} cannot be stored as {array.dtype}; "
+                                 "convert it, or write to a new store")
+
+    def prepare_keys(self, frame_specs: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+        """Check an episode's keys against the store (``check_keys``) and create missing arrays; an
+        empty store takes the keys, shapes and dtypes of its first episode.
+
+        frame_specs: ``{key: (shape of one step, dtype)}``.
         """
         self._require_writable()
-        existing = set(self._data_keys())
-        if self.n_episodes:
-            missing, extra = sorted(existing - set(frame_specs)), sorted(set(frame_specs) - existing)
-            if missing or extra:
-                raise ValueError(f"episode keys differ from the store's {sorted(existing)}: missing {missing}, "
-                                 f"extra {extra}; record the same keys, or write to a new store")
+        self.check_keys(frame_specs)
         data = self.root["data"]
         arrays = self._data_arrays()
         for key, (shape, dtype) in frame_specs.items():
-            if key in existing:
+            wanted = _store_dtype(key, np.dtype(dtype))
+            if key in arrays:
                 array = arrays[key]
-                if tuple(array.shape[1:]) != tuple(shape):
-                    if self.n_episodes:
-                        raise ValueError(f"{key}: frames of shape {tuple(shape)} but the store holds {tuple(array.shape[1:])}; "
-                                         "derive a resized store with `robolearn data resize` or write to a new store")
-                    del data[key]
-                elif not np.can_cast(np.dtype(dtype), array.dtype, casting="same_kind"):
-                    raise ValueError(f"{key}: dtype {np.dtype(dtype)} cannot be stored as {array.dtype}")
-                else:
+                if tuple(array.shape[1:]) == tuple(shape) and (self.n_episodes or array.dtype == wanted):
                     continue
-            data.create_array(key, **array_spec(key, tuple(shape), _store_dtype(key, np.dtype(dtype)), self.jpeg_quality))
+                del data[key]
+            data.create_array(key, **array_spec(key, tuple(shape), wanted, self.jpeg_quality))
         if not self.n_episodes:
-            for key in existing - set(frame_specs):
+            for key in set(arrays) - set(frame_specs):
                 del data[key]
         self._arrays = None
 
@@ -370,6 +407,7 @@ class DemoStore:
         if not arrays or len(set(lengths.values())) != 1 or min(lengths.values()) <= 0:
             raise ValueError(f"every array of an episode needs the same number of steps T ≥ 1 along axis 0; got {lengths}")
         length = len(next(iter(arrays.values())))
+        normalize_meta(meta, length)
         linked: set[str] = set()
         if frames_from is not None:
             source, index = frames_from
@@ -381,12 +419,16 @@ class DemoStore:
             linked = {k for k in arrays if kind_of(k) != "lowdim" and k in source.keys
                       and _same_encoding(source.array(k), self.array(k))}
         start = self.n_steps
-        for key, value in arrays.items():
-            if key in linked:
-                self.link_frames(source, key, span.start, start, length)
-            else:
-                self.write_block(key, start, value)
-        return self.commit(length, meta)
+        try:
+            for key, value in arrays.items():
+                if key in linked:
+                    self.link_frames(source, key, span.start, start, length)
+                else:
+                    self.write_block(key, start, value)
+            return self.commit(length, meta)
+        except Exception:
+            self.repair()
+            raise
 
     def link_frames(self, source: DemoStore, key: str, source_start: int, start: int, length: int) -> None:
         """Hard-link (or copy) ``length`` per-frame chunks of ``source``'s ``data/<key>`` from
@@ -439,29 +481,59 @@ class DemoStore:
     # ---- maintenance -------------------------------------------------------------------------------
 
     def delete_episodes(self, indices: Iterable[int]) -> int:
-        """Remove episodes by index (rewrites the store into a sibling directory and swaps it in;
-        image chunks are hard-linked or copied, never re-encoded). Returns the new episode count."""
+        """Remove episodes by index; returns the new episode count.
+
+        The kept episodes are copied into ``<path>.rewrite`` (image chunks hard-linked or copied,
+        never re-encoded), then swapped in: ``<path>`` → ``<path>.old``, ``<path>.rewrite`` →
+        ``<path>``, ``<path>.old`` removed. A process killed at any point loses nothing:
+        ``DemoStore.open`` finishes an interrupted swap or drops an unfinished copy.
+        """
         self._require_writable()
-        drop = {int(i) % self.n_episodes for i in indices if -self.n_episodes <= int(i) < self.n_episodes}
-        bad = [int(i) for i in indices if not -self.n_episodes <= int(i) < self.n_episodes]
+        indices = [int(i) for i in indices]
+        bad = [i for i in indices if not -self.n_episodes <= i < self.n_episodes]
         if bad:
             raise IndexError(f"episodes {bad} out of range; {self.path} has {self.n_episodes} episodes")
+        drop = {i % self.n_episodes for i in indices}
         keep = [i for i in range(self.n_episodes) if i not in drop]
-        tmp = self.path.with_name(self.path.name + ".rewrite")
+        tmp, old = _rewrite_paths(self.path)
         if tmp.exists():
             shutil.rmtree(tmp)
-        copy_episodes(self, tmp, keep)
-        old = self.path.with_name(self.path.name + ".old")
+        copy_episodes(self, tmp, keep).root.attrs["robolearn"] = self.attrs
+        (tmp / REWRITE_DONE).touch()
         os.replace(self.path, old)
-        os.replace(tmp, self.path)
-        shutil.rmtree(old)
-        reopened = DemoStore.open(self.path, mode="a")
-        self.root = reopened.root
+        _finish_rewrite(self.path, clean=True)
+        self.root = zarr.open_group(str(self.path), mode="r+", zarr_format=2)
         self.refresh()
         return self.n_episodes
 
     def __repr__(self) -> str:
         return f"DemoStore({str(self.path)!r}, episodes={self.n_episodes}, steps={self.n_steps}, keys={self.keys})"
+
+
+REWRITE_DONE = ".robolearn-rewrite-complete"
+
+
+def _rewrite_paths(path: Path) -> tuple[Path, Path]:
+    """``(<path>.rewrite, <path>.old)``: the new copy and the old store during ``delete_episodes``."""
+    return path.with_name(path.name + ".rewrite"), path.with_name(path.name + ".old")
+
+
+def _finish_rewrite(path: Path, clean: bool) -> None:
+    """Complete a ``delete_episodes`` swap that was interrupted: a finished copy whose store is
+    already moved aside is moved into place. With ``clean``, also remove a leftover old store
+    (once the new one is in place) and an unfinished copy."""
+    tmp, old = _rewrite_paths(path)
+    if not path.exists() and (tmp / REWRITE_DONE).exists():
+        os.replace(tmp, path)
+    if not path.exists() and old.exists():
+        os.replace(old, path)
+    if (path / REWRITE_DONE).exists():
+        (path / REWRITE_DONE).unlink()
+    if clean:
+        if old.exists():
+            shutil.rmtree(old)
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def _truncate_clean(array: zarr.Array, n: int) -> None:
@@ -509,7 +581,8 @@ def cameras_from_cell(cell: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def copy_episodes(source: DemoStore, destination: str | Path, episodes: Iterable[int],
-                  transform: Any = None, jpeg_quality: int | None = None, progress: Any = None) -> DemoStore:
+                  transform: Callable[[str, np.ndarray], np.ndarray] | None = None, jpeg_quality: int | None = None,
+                  progress: Callable[[int], None] | None = None) -> DemoStore:
     """A new store at ``destination`` with the given episodes of ``source`` (in that order).
 
     Chunk-per-frame arrays are hard-linked (or copied) chunk by chunk, never re-encoded, unless
@@ -517,6 +590,7 @@ def copy_episodes(source: DemoStore, destination: str | Path, episodes: Iterable
     """
     out = DemoStore.create(destination, cell_config=source.cell_config, cameras=source.cameras,
                            jpeg_quality=jpeg_quality or source.jpeg_quality)
+    out.inherit_attrs(source.attrs)
     for count, index in enumerate(episodes):
         span = source.episode_slice(index)
         length = span.stop - span.start
@@ -547,9 +621,11 @@ def _same_encoding(a: zarr.Array, b: zarr.Array) -> bool:
 
 
 def _link_chunk(src: Path, dst: Path) -> None:
+    """Make ``dst`` the same chunk as ``src`` (a hard link, else a copy); a missing ``src`` (a frame
+    equal to the fill value in a store written without one chunk per frame) removes ``dst``."""
+    dst.unlink(missing_ok=True)
     if not src.exists():
         return
-    dst.unlink(missing_ok=True)
     try:
         os.link(src, dst)
     except OSError:

@@ -48,7 +48,7 @@ class EpisodeWriter:
         index = self.start + self.length
         for key, value in values.items():
             if key in self._rows:
-                self._rows[key].append(value)
+                self._rows[key].append(value.copy())
                 continue
             if self._capacity.get(key, 0) <= index:
                 self._capacity[key] = index + GROW_STEPS
