@@ -210,3 +210,31 @@ def test_live_trial_succeeds_by_reward_model_under_full_takeover():
     record = run_live(PushX(), devices, "scripted", "reach", 2, DeployConfig(), reward_model=OracleReward(devices.twin))
     assert [e.ended_by for e in record.episode_results] == ["success", "success"]
     assert record.success_rate == 1.0 and record.success_source == "reward_model"
+
+
+def test_eval_real_records_trials_that_compare_pairs_with_the_twin(checkpoints, tmp_path):
+    """``robolearn eval --real`` on the sim cell (a rehearsal: the twin stands in for the hardware),
+    success decided by a reward model; the record pairs with the twin evaluation in ``compare``."""
+    import json
+
+    from robolearn.evaluate import EvalRecord, evaluation_path
+
+    passing = checkpoints[0]
+    run = [sys.executable, "-m", "robolearn"]
+    out = subprocess.run([*run, "eval", "--real", "--policy", str(passing), "--cell", CELL, "--task", "reach",
+                          "--episodes", "3", "--reward", "oracle", "--out", str(tmp_path / "real.json"), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    record = EvalRecord.load(tmp_path / "real.json")
+    assert record.kind == "real" and record.success_source == "reward_model" and record.n_episodes == 3
+    assert all(e.seed is None and e.ended_by in ("success", "time_limit") for e in record.episode_results)
+    assert json.loads(out.stdout.splitlines()[-1])["success_rate"] == record.success_rate
+    compared = subprocess.run([*run, "compare", "--sim", str(evaluation_path(passing, "sim_panda", "reach")),
+                               "--real", str(tmp_path / "real.json"), "--json"], capture_output=True, text=True, timeout=120)
+    assert compared.returncode == 0, compared.stderr
+    result = json.loads(compared.stdout.splitlines()[-1])
+    assert result["n_policies"] == 1 and result["pearson_r"] is None
+    assert result["policies"][0]["real_success_rate"] == record.success_rate
+    expert = subprocess.run([*run, "eval", "--real", "--policy", "expert", "--cell", CELL, "--task", "reach"],
+                            capture_output=True, text=True, timeout=120)
+    assert expert.returncode == 2 and "cannot drive a real cell" in expert.stderr

@@ -14,7 +14,7 @@ import pytest
 from robolearn.cli import main
 from robolearn.env import make_env
 from robolearn.reward import load_reward_model
-from robolearn.reward.classifier import calibrate_threshold
+from robolearn.reward.classifier import calibrate_threshold, random_crops
 from robolearn.reward.data import episode_labels
 from robolearn.reward.encoders import save_tiny_clip
 from robolearn.sim.experts import make_expert
@@ -178,3 +178,41 @@ def test_train_preference_from_a_judge_endpoint(stores, backbone, tmp_path, caps
     model = load_reward_model(f"preference:{tmp_path / 'pref'}")
     reward, prob = model({"rgb_front": DemoStore.open(stores / "test.zarr").episode(0)["rgb_front"][0]})
     assert np.isfinite(reward) and 0.0 <= prob <= 1.0
+
+
+def test_random_crops_keep_content_and_scale():
+    rng = np.random.default_rng(0)
+    ramp = np.zeros((6, 32, 32, 3), np.uint8)
+    ramp[..., 0] = np.arange(32)[None, None, :] * 8  # red grows left to right
+    ramp[..., 1] = np.arange(32)[None, :, None] * 8  # green grows top to bottom
+    np.testing.assert_array_equal(random_crops(ramp, 1.0, rng), ramp)
+    crops = random_crops(ramp, 0.5, rng)
+    assert crops.shape == ramp.shape and crops.dtype == np.uint8
+    red_span = crops[..., 0].max(axis=(1, 2)).astype(int) - crops[..., 0].min(axis=(1, 2))
+    assert (red_span <= 248).all() and (red_span >= 0.5 * 248 - 8).all()  # 50-100 % of the width survives
+    assert len({crops[i].tobytes() for i in range(6)}) == 6
+
+
+def test_finetune_with_the_classifier_reports_its_online_false_positive_rate(stores, checkpoint, tmp_path, capsys):
+    """``robolearn finetune --reward classifier:...`` trains pick_cube on the twin with the learned
+    reward and reports its false-positive rate against the twin's ground truth; the online episodes
+    it appended to the store (reward from the classifier, success from the twin) agree with the
+    counts (all but the last, unfinished episode are stored)."""
+    import shutil
+
+    store = shutil.copytree(stores / "test.zarr", tmp_path / "demos.zarr")
+    result = cli_json(capsys, "finetune", "--algo", "rlpd", "--store", str(store), "--task", "pick_cube",
+                      "--reward", f"classifier:{checkpoint}", "--steps", "220", "--eval-episodes", "1",
+                      "--set", "utd=1", "--set", "n_critics=2", "--out", str(tmp_path / "ft"), "--device", "cpu",
+                      "--json")
+    assert (tmp_path / "ft" / "last" / "model.safetensors").is_file()
+    online = DemoStore.open(store)
+    episodes = [online.episode(i, ["reward", "success"]) for i in range(online.n_episodes)
+                if online.episode_meta(i)["source"] == "online"]
+    assert episodes
+    success = np.concatenate([e["success"] for e in episodes])
+    called = np.concatenate([e["reward"] for e in episodes]) > 0
+    negatives, false_positives = result["reward_negative_steps"], result["reward_false_positives"]
+    assert 0 <= negatives - (~success).sum() <= 100 and false_positives >= (called & ~success).sum()
+    assert result["reward_false_positive_rate"] == pytest.approx(false_positives / negatives)
+    assert result["reward_false_positive_rate"] <= 0.05

@@ -118,7 +118,7 @@ def noisy_preferences(n_frames: int, n_pairs: int, flip: float, seed: int = 0) -
 def test_bradley_terry_recovers_ranking_from_noisy_preferences(tiny_clip, tmp_path):
     frames = ranked_frames(20)
     pairs, labels = noisy_preferences(20, 600, flip=0.2)
-    config = PreferenceTrainConfig(backbone=str(tiny_clip), steps=600)
+    config = PreferenceTrainConfig(backbone=str(tiny_clip), hidden=64, steps=600)
     model = train_preference_reward({"front": frames}, pairs, labels, config)
     rewards, probs = model.score_batch({"front": frames})
     rank_correlation = np.corrcoef(np.argsort(np.argsort(rewards)), np.arange(20))[0, 1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from robolearn.cli.common import add_json_flag, emit
 
@@ -35,18 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def load_deploy_config(path: str, overrides: list[str]):
-    from robolearn.config import apply_overrides, from_dict, load_config
-    from robolearn.evaluate.deploy import DeployConfig
-
-    if Path(path).is_file():
-        return load_config(DeployConfig, path, overrides)
-    return from_dict(DeployConfig, apply_overrides({}, overrides), source="--set")
-
-
 def run(args: argparse.Namespace) -> int:
     from robolearn.cell import load_cell
-    from robolearn.evaluate.deploy import check_gate, run_live, run_shadow
+    from robolearn.evaluate.deploy import check_gate, load_deploy_config, run_live, run_shadow
     from robolearn.evaluate.devices import open_cell
     from robolearn.learn import load_policy
 

@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="record real trials on the cell's arm, cameras and teleop instead of twin episodes")
     parser.add_argument("--reward", default=None,
                         help="with --real: reward model that decides success (classifier:DIR, ...); default: teleop buttons")
+    parser.add_argument("--deploy-config", default="configs/deploy.yaml",
+                        help="with --real: trial settings (max_episode_steps, success_threshold, wait_for_reset; "
+                        "default: %(default)s)")
     add_overrides_flag(parser)
     add_json_flag(parser)
     parser.set_defaults(func=run)
@@ -65,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
                           "config.json, as written by `robolearn train`/`finetune`), nor `expert`")
     os.environ.setdefault("MUJOCO_GL", "egl")
     if args.real:
+        from robolearn.evaluate.deploy import load_deploy_config
         from robolearn.evaluate.real import record_real_trials
 
         record = record_real_trials(args.policy, args.cell, args.task, args.episodes, reward=args.reward,
-                                    overrides=tuple(args.overrides), device=args.device)
+                                    overrides=tuple(args.overrides), device=args.device,
+                                    config=load_deploy_config(args.deploy_config, []), seed=args.seed)
         saved = None
     else:
         settings = EvalSettings(cell=args.cell, task=args.task, episodes=args.episodes, workers=args.workers,

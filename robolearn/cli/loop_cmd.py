@@ -12,12 +12,14 @@ from robolearn.cli.common import add_json_flag, emit
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "loop", help="the whole loop on the twin: demos → reward model → pretrain → fine-tune → evaluate → report",
-        description="Collect scripted-expert demonstrations with cameras, train a success classifier on them (the "
-        "learned reward; with no --backbone a small random CLIP is built locally, since weights cannot be "
-        "downloaded here), pretrain Cal-QL offline, fine-tune it online with the learned reward (demonstrations "
-        "mixed in), evaluate both checkpoints in the twin with K workers, and write OUT/report.html. Each stage is "
-        "the function behind its own command (robolearn reward train, train, finetune, eval). The small budget "
-        "finishes within 20 minutes on a 2-core CPU; medium and large scale every stage up.",
+        description="Collect scripted-expert demonstrations with cameras, record episodes past success and train a "
+        "success classifier on them (the learned reward; with no --backbone a small random CLIP is built locally, "
+        "since weights cannot be downloaded here), pretrain BC offline, fine-tune RLPD online with the learned "
+        "reward (demonstrations mixed in, the scripted expert intervening as a human would), evaluate both "
+        "checkpoints in the twin with K workers, and write OUT/report.html and OUT/loop.json (the policy handed "
+        "over is the checkpoint with the best twin success rate). Each stage is the function behind its own "
+        "command (robolearn collect, reward train, train, finetune, eval). The small budget is sized for 20 "
+        "minutes on a 2-core CPU; medium and large scale every stage up.",
     )
     parser.add_argument("--cell", default="configs/cells/sim_panda.yaml", help="cell YAML (default: %(default)s)")
     parser.add_argument("--task", default="pick_cube", help="task name (default: %(default)s)")
@@ -27,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backbone", default=None,
                         help="CLIP/SigLIP directory for the reward classifier (default: a small random CLIP)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="CPU threads for torch in this process (default: %(default)s: the networks are small, and "
+                        "more threads contend with the renderer and the evaluation workers)")
     parser.add_argument("--seed", type=int, default=0)
     add_json_flag(parser)
     parser.set_defaults(func=run)
@@ -37,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from robolearn.evaluate.loop import BUDGETS, run_loop
 
     os.environ.setdefault("MUJOCO_GL", "egl")
+    if args.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     try:
         summary = run_loop(args.cell, args.task, args.out, BUDGETS[args.budget], workers=args.workers, seed=args.seed,
                            backbone=args.backbone, device=args.device,

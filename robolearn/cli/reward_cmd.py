@@ -64,6 +64,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_json_flag(relabel)
     relabel.set_defaults(func=run_relabel)
 
+    node = sub.add_parser(
+        "node", help="run the reward node on the ROS graph (scores camera images at the control rate)",
+        description="Subscribe to the cell's camera images, score each fresh set with the reward model and "
+        "publish [reward, success_prob, success] (std_msgs/Float32MultiArray) on /robolearn/reward until Ctrl-C. "
+        "With --mark-success, the first success call of an episode also publishes EpisodeControl SUCCESS, so "
+        "the recorder marks the episode as the teleop's success button would.",
+    )
+    node.add_argument("--reward", required=True, help="reward model: classifier:DIR, preference:DIR, clip:YAML, vlm:YAML")
+    node.add_argument("--cell", default="configs/cells/sim_panda.yaml", help="cell YAML (default: %(default)s)")
+    node.add_argument("--mark-success", action="store_true", help="publish EpisodeControl SUCCESS on success")
+    node.add_argument("--backend", default="zenoh", choices=("zenoh", "rclpy", "auto"), help="ROS backend")
+    node.add_argument("--router", default=None, help="zenoh router endpoint (default tcp/localhost:7447)")
+    add_json_flag(node)
+    node.set_defaults(func=run_node)
+
     prefs = sub.add_parser(
         "train-preference", help="RL-VLM-F: ask a VLM judge to compare frames, fit a Bradley-Terry reward",
         description="Sample pairs of frames from a store, ask a VLM judge (OpenAI-compatible endpoint) which is "
@@ -167,4 +182,22 @@ def run_train_preference(args: argparse.Namespace) -> int:
     save_preference_reward(model, args.out)
     emit({"checkpoint": str(args.out), "n_pairs": len(pairs), "n_unsure": unsure,
           "judge_requests": judge.n_requests, "judge_cache_hits": judge.n_cache_hits}, args.json)
+    return 0
+
+
+def run_node(args: argparse.Namespace) -> int:
+    from robolearn.cell import load_cell
+    from robolearn.reward import load_reward_model
+    from robolearn.reward.node import RewardNode
+    from robolearn.ros.node import Node
+    from robolearn.ros.zenoh_backend import ZenohSettings
+
+    cell = load_cell(args.cell)
+    model = load_reward_model(args.reward)
+    settings = ZenohSettings.from_env(router_endpoint=args.router)
+    with Node("robolearn_reward", backend=args.backend, settings=settings) as node:
+        reward_node = RewardNode(node, model, cell, mark_success=args.mark_success)
+        node.spin()
+    emit({"node": "reward", "reward": args.reward, "scored": reward_node.scored,
+          "skipped_stale": reward_node.skipped_stale, "successes_marked": reward_node.successes_marked}, args.json)
     return 0

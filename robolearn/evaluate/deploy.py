@@ -53,6 +53,16 @@ class DeployConfig:
             raise ValueError(f"min_success_rate must be in [0, 1], got {self.min_success_rate}")
 
 
+def load_deploy_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DeployConfig:
+    """``DeployConfig`` from a YAML file with ``KEY=VALUE`` overrides; the defaults when ``path`` does
+    not exist (a checkout without ``configs/``)."""
+    from robolearn.config import apply_overrides, from_dict, load_config
+
+    if Path(path).is_file():
+        return load_config(DeployConfig, path, list(overrides))
+    return from_dict(DeployConfig, apply_overrides({}, list(overrides)), source="--set")
+
+
 @dataclass
 class GateDecision:
     passed: bool

@@ -28,27 +28,33 @@ def _img(png_base64: str, alt: str, width_px: int | None = None) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png_base64}"{width}>'
 
 
-def _x_of(record: EvalRecord, position: int) -> float:
-    return float(record.policy_step) if record.policy_step is not None else float(position)
+def _one_run(records: Sequence[EvalRecord]) -> bool:
+    """Whether the records are checkpoints of one training run with known steps (``<run>/<ckpt>`` ids)."""
+    runs = {r.policy_id.rsplit("/", 1)[0] if "/" in r.policy_id else "" for r in records}
+    return len(runs) == 1 and all(r.policy_step is not None for r in records)
 
 
 def success_plot(records: Sequence[EvalRecord]) -> str:
-    """Success rate per record with Wilson 95% intervals, over training steps when known."""
+    """Success rate per record with Wilson 95% intervals: over training steps for the checkpoints of
+    one run, else over the records in the given order, labeled by policy."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 3.2))
     axes = figure.subplots()
+    by_step = _one_run(records)
     for kind, marker in (("sim", "o"), ("real", "s")):
         group = [(i, r) for i, r in enumerate(records) if r.kind == kind]
         if not group:
             continue
-        group.sort(key=lambda item: _x_of(item[1], item[0]))
-        x = [_x_of(r, i) for i, r in group]
-        rate = np.array([r.success_rate for _, r in group])
-        low, high = np.array([r.ci95 for _, r in group]).T
+        x = [float(r.policy_step) if by_step else float(i) for i, r in group]
+        order = np.argsort(x, kind="stable")
+        x = np.array(x)[order]
+        rate = np.array([group[i][1].success_rate for i in order])
+        low, high = np.array([group[i][1].ci95 for i in order]).T
         axes.errorbar(x, rate, yerr=[rate - low, high - rate], marker=marker, capsize=3, label=kind)
-    steps_known = all(r.policy_step is not None for r in records)
-    axes.set_xlabel("training step" if steps_known else "checkpoint")
+    if not by_step:
+        axes.set_xticks(range(len(records)), [r.policy_id for r in records], rotation=15, fontsize=8)
+    axes.set_xlabel("training step" if by_step else "checkpoint")
     axes.set_ylabel("success rate")
     axes.set_ylim(-0.05, 1.05)
     axes.grid(alpha=0.3)
@@ -98,13 +104,14 @@ th{background:#f3f3f3}figure{display:inline-block;margin:4px}figcaption{font-siz
 
 
 def render_report(records: Sequence[EvalRecord], title: str = "robolearn evaluation",
-                  sections: Sequence[tuple[str, list[dict[str, Any]] | dict[str, Any]]] = ()) -> str:
-    """The report as HTML text. ``records``: evaluations over checkpoints (the last one is the
-    headline: its histogram and failure frames are shown). ``sections``: extra ``(heading, table)``
-    pairs, a table being a list of row dicts or one dict (shown as key/value rows)."""
+                  sections: Sequence[tuple[str, list[dict[str, Any]] | dict[str, Any]]] = (),
+                  headline: int = -1) -> str:
+    """The report as HTML text. ``records``: evaluations over checkpoints; ``records[headline]`` is
+    the one summarized first, with its return histogram and failure frames. ``sections``: extra
+    ``(heading, table)`` pairs, a table being a list of row dicts or one dict (key/value rows)."""
     if not records:
         raise ValueError("a report needs at least one evaluation record")
-    main = records[-1]
+    main = records[headline]
     low, high = main.ci95
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
@@ -136,9 +143,10 @@ def render_report(records: Sequence[EvalRecord], title: str = "robolearn evaluat
 
 
 def write_report(path: str | Path, records: Sequence[EvalRecord], title: str = "robolearn evaluation",
-                 sections: Sequence[tuple[str, list[dict[str, Any]] | dict[str, Any]]] = ()) -> Path:
+                 sections: Sequence[tuple[str, list[dict[str, Any]] | dict[str, Any]]] = (),
+                 headline: int = -1) -> Path:
     """Write ``render_report(...)`` to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(records, title, sections))
+    path.write_text(render_report(records, title, sections, headline))
     return path

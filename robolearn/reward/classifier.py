@@ -81,17 +81,23 @@ class SuccessHead(nn.Module):
         return self.net((features - self.feature_mean) / self.feature_std).squeeze(-1)
 
 
-def random_crops(images: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """``(N, H, W, 3)`` → same shape: a random ``scale``–1 crop of each image, resized back."""
-    n, height, width, _ = images.shape
+def random_crops(images: np.ndarray, scale: float, rng: np.random.Generator, batch_size: int = 256) -> np.ndarray:
+    """``(N, H, W, 3) uint8`` → same shape: a random crop of each image, resized back (bilinear).
+
+    Each crop keeps a fraction ``s ~ U(scale, 1)`` of both sides at a uniformly random position;
+    all crops of a batch are sampled in one ``grid_sample`` call."""
+    n = len(images)
+    side = rng.uniform(scale, 1.0, n)
+    corner = rng.uniform(0.0, 1.0, (n, 2)) * (1.0 - side[:, None])  # (left, top) as fractions of the side
+    theta = np.zeros((n, 2, 3), np.float32)
+    theta[:, 0, 0] = theta[:, 1, 1] = side
+    theta[:, :, 2] = side[:, None] + 2.0 * corner - 1.0  # normalized centre of the crop
     out = np.empty_like(images)
-    for i in range(n):
-        s = rng.uniform(scale, 1.0)
-        h, w = max(1, round(height * s)), max(1, round(width * s))
-        top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
-        crop = torch.from_numpy(np.ascontiguousarray(images[i, top:top + h, left:left + w])).permute(2, 0, 1)[None].float()
-        resized = F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False)
-        out[i] = resized[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+    for start in range(0, n, batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).permute(0, 3, 1, 2).float()
+        grid = F.affine_grid(torch.from_numpy(theta[start:start + batch_size]), list(x.shape), align_corners=False)
+        crops = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out[start:start + batch_size] = crops.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
     return out
 
 

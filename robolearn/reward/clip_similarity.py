@@ -39,7 +39,7 @@ class ClipSimilarityReward:
 
     def __init__(self, encoder: FrozenImageEncoder, goal_prompts: list[str], baseline_prompts: list[str],
                  alpha: float, camera: str, success_reward: float, temperature: float):
-        self.encoder, self.camera = encoder, camera
+        self.encoder, self.camera, self.cameras = encoder, camera, [camera]
         self.goal = F.normalize(encoder.encode_text(goal_prompts).mean(0), dim=0)
         self.baseline = F.normalize(encoder.encode_text(baseline_prompts).mean(0), dim=0)
         self.projection = projection_matrix(self.goal, self.baseline, alpha)

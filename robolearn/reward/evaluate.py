@@ -83,11 +83,12 @@ def relabel_store(model: RewardModel, source: Any, destination: str | Path, spec
     """Copy ``source`` into a new store at ``destination`` with ``reward`` replaced by the model's
     reward; the original is kept as ``reward_env``. reward[t] scores observation t+1 (the reward
     follows the action); the last step, whose next observation is not stored, scores observation
-    T−1. The source store is never modified."""
+    T−1. Camera frames are linked from the source chunk by chunk (bit-exact, never re-encoded).
+    The source store is never modified."""
     from robolearn.store import DemoStore
 
-    out = DemoStore.create(destination, cell_config=getattr(source, "cell_config", None),
-                           cameras=getattr(source, "cameras", None))
+    out = DemoStore.create(destination, cell_config=source.cell_config, cameras=source.cameras,
+                           jpeg_quality=source.jpeg_quality)
     totals = {"n_episodes": 0, "n_steps": 0, "reward_sum": 0.0}
     for index in tqdm(range(source.n_episodes), desc="relabeling", disable=not progress):
         data = dict(source.episode(index))
@@ -99,7 +100,7 @@ def relabel_store(model: RewardModel, source: Any, destination: str | Path, spec
             data["reward_env"] = np.asarray(data["reward"], dtype=np.float32)
         data["reward"] = relabeled
         meta = {**source.episode_meta(index), "reward_model": spec or type(model).__name__}
-        out.append_episode(data, meta)
+        out.append_episode(data, meta, frames_from=(source, index))
         totals["n_episodes"] += 1
         totals["n_steps"] += len(relabeled)
         totals["reward_sum"] += float(relabeled.sum())

@@ -248,6 +248,7 @@ class JudgeReward:
 
     def __init__(self, client: JudgeClient, task: str, camera: str, prompt: str = SUCCESS_PROMPT):
         self.client, self.task, self.camera, self.prompt = client, task, camera, prompt
+        self.cameras = [camera]
 
     def __call__(self, obs: Observation) -> tuple[float, float]:
         key = f"rgb_{self.camera}"
