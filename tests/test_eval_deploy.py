@@ -116,6 +116,10 @@ class CountingArm:
         self.commands += 1
         return self.arm.command(command)
 
+    def command_joints(self, command):
+        self.commands += 1
+        return self.arm.command_joints(command)
+
     def stop(self):
         self.stops += 1
         self.arm.stop()
@@ -238,3 +242,15 @@ def test_eval_real_records_trials_that_compare_pairs_with_the_twin(checkpoints, 
     expert = subprocess.run([*run, "eval", "--real", "--policy", "expert", "--cell", CELL, "--task", "reach"],
                             capture_output=True, text=True, timeout=120)
     assert expert.returncode == 2 and "cannot drive a real cell" in expert.stderr
+
+
+def test_read_only_arm_refuses_every_command():
+    from robolearn.evaluate.devices import ReadOnlyArm
+    from robolearn.interfaces import EEDeltaCommand, JointCommand
+    from robolearn.sim import Twin
+
+    arm = ReadOnlyArm(Twin(load_cell(CELL)).arm)
+    assert arm.state().q_rad.shape == (7,)
+    for move in (lambda: arm.command(EEDeltaCommand.hold()), lambda: arm.command_joints(JointCommand(np.zeros(7))), arm.stop):
+        with pytest.raises(PermissionError, match="shadow mode never commands the real arm"):
+            move()

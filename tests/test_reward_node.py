@@ -7,7 +7,7 @@ import pytest
 
 from robolearn.cell import load_cell
 from robolearn.interfaces import now_ns
-from robolearn.reward.node import EPISODE, REWARD_TOPIC, RewardNode, reward_cameras
+from robolearn.reward.node import EPISODE, RewardNode, reward_cameras
 from robolearn.ros import Node, ZenohSettings, messages
 from robolearn.ros.nodes import topics
 from robolearn.ros.nodes.twin import FLOAT_ARRAY
@@ -38,7 +38,7 @@ def test_reward_node_scores_fresh_images_and_marks_success_once():
     with Node("reward", settings=settings) as node, Node("cell", settings=settings) as cell_node:
         reward_node = RewardNode(node, model, cell, mark_success=True)
         rewards, controls = [], []
-        cell_node.create_subscription(FLOAT_ARRAY, REWARD_TOPIC, lambda r: rewards.append(list(r.msg.data)), depth=100)
+        cell_node.create_subscription(FLOAT_ARRAY, topics.REWARD, lambda r: rewards.append(list(r.msg.data)), depth=100)
         cell_node.create_subscription(messages.EPISODE_CONTROL, topics.EPISODE_CONTROL,
                                       lambda r: controls.append(r.msg.command), depth=100)
         image = cell_node.create_publisher(messages.IMAGE, topics.camera_image("front"))

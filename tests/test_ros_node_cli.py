@@ -29,3 +29,24 @@ def test_node_help_lists_every_node_with_its_params(capsys):
 def test_nodes_refuse_what_the_cell_cannot_give(args, message):
     with pytest.raises(SystemExit, match=message.replace("[", r"\[").replace("]", r"\]")):
         main(["node", *args, "--cell", "configs/cells/sim_panda.yaml", "--router", "tcp/127.0.0.1:1"])
+
+
+def test_bool_parameters_parse_words_and_reject_others():
+    from robolearn.ros import Node
+    from robolearn.ros.zenoh_backend import ZenohSettings, free_endpoint, open_router
+
+    endpoint = free_endpoint()
+    router = open_router(endpoint)
+    try:
+        with Node("params", parameters={"a": "false", "b": "True", "c": "maybe"},
+                  settings=ZenohSettings(router_endpoint=endpoint)) as node:
+            assert node.declare_parameter("a", True) is False and node.declare_parameter("b", False) is True
+            with pytest.raises(ValueError, match="'c' of node 'params' must be true or false"):
+                node.declare_parameter("c", False)
+    finally:
+        router.close()
+
+
+def test_reward_node_needs_a_reward_spec():
+    with pytest.raises(SystemExit, match="reward node needs --param reward=SPEC"):
+        main(["node", "reward", "--cell", "configs/cells/sim_panda.yaml"])

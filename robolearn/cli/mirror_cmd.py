@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--live", action="store_true", help="follow the arm node's joint_states topic")
     parser.add_argument("--episode", type=int, default=0, help="store episode to replay (default: 0)")
     parser.add_argument("--duration", type=float, default=10.0, help="--live: seconds to mirror (default: 10)")
-    parser.add_argument("--router", default=None, help="--live: zenoh router endpoint (default: tcp/localhost:7447)")
+    parser.add_argument("--router", default=None, help="--live: zenoh router endpoint (default: the cell's ros.router_endpoint)")
     parser.add_argument("--objects", choices=["fixed", "replayed", "fiducial"], default=None,
                         help="object pose source (default: replayed for a store with object_state, else fixed)")
     parser.add_argument("--config", default=None, help="mirror settings YAML (MirrorConfig: thresholds, objects)")
@@ -55,9 +55,8 @@ def run(args: argparse.Namespace) -> int:
         from robolearn.ros.node import Node
         from robolearn.ros.zenoh_backend import ZenohSettings
 
-        settings = ZenohSettings(router_endpoint=args.router) if args.router else None
-        node = Node("robolearn_mirror", settings=settings)
-        samples = samples_from_topic(node, args.duration)
+        with Node("robolearn_mirror", settings=ZenohSettings.from_cell(cell, router_endpoint=args.router)) as node:
+            samples = samples_from_topic(node, args.duration)
         default = "fixed"
     if args.objects or not args.config:
         config.objects = from_dict(MirrorConfig, {"objects": {"type": args.objects or default}}).objects

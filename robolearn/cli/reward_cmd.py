@@ -186,18 +186,13 @@ def run_train_preference(args: argparse.Namespace) -> int:
 
 
 def run_node(args: argparse.Namespace) -> int:
+    """``robolearn reward node`` is ``robolearn node reward`` with the reward model as a flag."""
     from robolearn.cell import load_cell
-    from robolearn.reward import load_reward_model
-    from robolearn.reward.node import RewardNode
-    from robolearn.ros.node import Node
+    from robolearn.ros.nodes.runner import run_node as run_named_node
     from robolearn.ros.zenoh_backend import ZenohSettings
 
     cell = load_cell(args.cell)
-    model = load_reward_model(args.reward)
-    settings = ZenohSettings.from_env(router_endpoint=args.router)
-    with Node("robolearn_reward", backend=args.backend, settings=settings) as node:
-        reward_node = RewardNode(node, model, cell, mark_success=args.mark_success)
-        node.spin()
-    emit({"node": "reward", "reward": args.reward, "scored": reward_node.scored,
-          "skipped_stale": reward_node.skipped_stale, "successes_marked": reward_node.successes_marked}, args.json)
+    params = {"reward": args.reward, "mark_success": str(args.mark_success).lower(), "node_name": "robolearn_reward"}
+    summary = run_named_node("reward", cell, params, args.backend, ZenohSettings.from_cell(cell, router_endpoint=args.router))
+    emit(summary, args.json)
     return 0

@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from robolearn.cell import CellConfig
-from robolearn.interfaces import AppliedCommand, Arm, ArmState, Camera, EEDeltaCommand, Teleop, now_ns
+from robolearn.interfaces import (
+    AppliedCommand,
+    Arm,
+    ArmState,
+    Camera,
+    EEDeltaCommand,
+    JointCommand,
+    Teleop,
+    now_ns,
+)
 
 
 @dataclass
@@ -79,6 +88,9 @@ class ReadOnlyArm:
         return self._arm.state()
 
     def command(self, command: EEDeltaCommand) -> AppliedCommand:
+        raise PermissionError("shadow mode never commands the real arm")
+
+    def command_joints(self, command: JointCommand) -> AppliedCommand:
         raise PermissionError("shadow mode never commands the real arm")
 
     def stop(self) -> None:

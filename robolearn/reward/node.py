@@ -4,7 +4,7 @@ It subscribes to the images of the cameras the model reads (``model.cameras``) a
 joint states and pose (``state``, for models that read it), and at every control tick where a new
 image has arrived and every image is fresh (younger than ``safety.frame_timeout_s`` by its capture
 stamp) publishes ``[reward, success_prob, success]`` as a ``std_msgs/Float32MultiArray`` on
-``REWARD_TOPIC``. With ``mark_success`` it also publishes ``EpisodeControl`` SUCCESS the first time
+``topics.REWARD``. With ``mark_success`` it also publishes ``EpisodeControl`` SUCCESS the first time
 an episode is called a success (episodes start with ``EpisodeControl`` START), so the recorder marks
 the episode as the teleop's success button would: on the real cell the reward model labels the
 data. Stale or missing images are skipped and counted, never scored.
@@ -23,7 +23,6 @@ from robolearn.ros.node import Node, Received
 from robolearn.ros.nodes import topics
 from robolearn.ros.nodes.twin import FLOAT_ARRAY, float_array_msg
 
-REWARD_TOPIC = "/robolearn/reward"
 EPISODE = messages.msg_class(messages.EPISODE_CONTROL)
 
 
@@ -62,7 +61,7 @@ class RewardNode:
         node.create_subscription(messages.JOINT_STATE, topics.JOINT_STATES, self.on_joints)
         node.create_subscription(messages.POSE_STAMPED, topics.EE_POSE, self.on_pose)
         node.create_subscription(messages.EPISODE_CONTROL, topics.EPISODE_CONTROL, self.on_episode, depth=100)
-        self.reward_pub = node.create_publisher(FLOAT_ARRAY, REWARD_TOPIC)
+        self.reward_pub = node.create_publisher(FLOAT_ARRAY, topics.REWARD)
         self.episode_pub = node.create_publisher(messages.EPISODE_CONTROL, topics.EPISODE_CONTROL, depth=100)
         node.create_timer(cell.control_dt_s, self.tick)
 

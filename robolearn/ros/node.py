@@ -21,6 +21,8 @@ from typing import Any
 from robolearn.ros import messages
 from robolearn.ros.zenoh_backend import ZenohSettings, unpack_attachment
 
+BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
 
 @dataclass
 class Received:
@@ -109,6 +111,10 @@ class Node:
     def declare_parameter(self, name: str, default: Any) -> Any:
         """The parameter's value: the override given at construction, else ``default``."""
         value = self._overrides.get(name, default)
+        if isinstance(default, bool) and isinstance(value, str):
+            if value.strip().lower() not in BOOL_WORDS:
+                raise ValueError(f"parameter {name!r} of node {self.name!r} must be true or false, got {value!r}")
+            value = BOOL_WORDS[value.strip().lower()]
         if default is not None and value is not None and not isinstance(value, type(default)):
             try:
                 value = type(default)(value)

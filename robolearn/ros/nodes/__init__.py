@@ -17,6 +17,9 @@ NODES = {
     "quit ends it. No params (another device than the cell's: --set 'teleop={type: keyboard}')",
     "policy": "a checkpoint acting at the control rate; refuses stale or missing frames and says so. "
     "Params: checkpoint=DIR (required)",
+    "reward": "a reward model scoring the cameras it reads at the control rate: [reward, success_prob, success] "
+    "on /robolearn/reward. Params: reward=SPEC (required: classifier:DIR, preference:DIR, clip:YAML, vlm:YAML), "
+    "mark_success=false (publish EpisodeControl SUCCESS on an episode's first success)",
     "router": "a zenoh router (the pure-pip stand-in for rmw_zenohd) at --router",
 }
 NODE_NAMES = tuple(NODES)

@@ -70,6 +70,9 @@ def _check_devices(name: str, cell: CellConfig, params: dict[str, Any]) -> None:
         _require_hardware(cell.teleop, "teleop device", cell)
     elif name == "policy" and not params.get("checkpoint"):
         raise SystemExit("robolearn: the policy node needs --param checkpoint=DIR (a directory with model.safetensors)")
+    elif name == "reward" and not params.get("reward"):
+        raise SystemExit("robolearn: the reward node needs --param reward=SPEC (classifier:DIR, preference:DIR, "
+                         "clip:YAML or vlm:YAML)")
 
 
 def _require_hardware(config: Any, what: str, cell: CellConfig) -> None:
@@ -113,6 +116,14 @@ def _build(name: str, node: Node, cell: CellConfig, stack: ExitStack) -> Callabl
         policy = load_policy(node.declare_parameter("checkpoint", ""))
         policy_node = PolicyNode(node, policy, cell, policy.observation_keys)
         return lambda: {"node": "policy", "actions": policy_node.actions}
+    if name == "reward":
+        from robolearn.reward import load_reward_model
+        from robolearn.reward.node import RewardNode
+
+        spec = node.declare_parameter("reward", "")
+        reward_node = RewardNode(node, load_reward_model(spec), cell, mark_success=node.declare_parameter("mark_success", False))
+        return lambda: {"node": "reward", "reward": spec, "scored": reward_node.scored,
+                        "skipped_stale": reward_node.skipped_stale, "successes_marked": reward_node.successes_marked}
     if name == "camera":
         from robolearn.ros.nodes.camera import CameraPublisher
 

@@ -12,6 +12,7 @@ VIOLATIONS = "/robolearn/arm/violations"
 TELEOP = "/robolearn/teleop"
 EPISODE_CONTROL = "/robolearn/episode"
 OBJECT_STATE = "/robolearn/twin/object_state"
+REWARD = "/robolearn/reward"
 
 
 def camera_image(name: str) -> str:
