@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from robolearn.evaluate import EvalRecord, evaluation_path
-from robolearn.evaluate.loop import LoopBudget, run_command, run_loop
+from robolearn.evaluate.loop import LoopBudget, collect_all, run_loop
 from robolearn.store import DemoStore
 
 CELL = "configs/cells/sim_panda.yaml"
@@ -47,18 +47,18 @@ def test_loop_runs_every_stage_and_writes_the_report(tmp_path):
         run_loop(CELL, "pick_cube", out, TINY, workers=1, log=lambda line: None)
 
 
-def test_run_command_returns_the_json_and_raises_on_failure(tmp_path):
+def test_collect_all_returns_the_collect_summary_and_raises_when_episodes_are_missing(tmp_path):
+    from robolearn.collect import CollectSettings
     from robolearn.config import ConfigError
 
-    result = run_command(["collect", "--cell", CELL, "--task", "reach", "--episodes", "1", "--no-cameras",
-                          "--store", str(tmp_path / "s.zarr")])
+    result = collect_all(CollectSettings(cell=CELL, task="reach", episodes=1, cameras=False, store=str(tmp_path / "s.zarr")))
     assert result["episodes_committed"] == 1 and result["n_episodes"] == 1
-    (tmp_path / "one_step.yaml").write_text("type: reach\nmax_episode_steps: 1\n")  # no expert succeeds in 1 step
-    with pytest.raises(RuntimeError, match="exit code 1"):
-        run_command(["collect", "--cell", CELL, "--task", str(tmp_path / "one_step.yaml"), "--episodes", "1",
-                     "--no-cameras", "--only-success", "--store", str(tmp_path / "t.zarr")])
+    one_step = CollectSettings(cell=CELL, task="reach", episodes=1, cameras=False, only_success=True,
+                               task_overrides=["max_episode_steps=1"], store=str(tmp_path / "t.zarr"))
+    with pytest.raises(RuntimeError, match="committed 0 of 1 episodes"):  # no expert succeeds in 1 step
+        collect_all(one_step)
     with pytest.raises(ConfigError, match="must be positive"):
-        run_command(["collect", "--episodes", "0", "--store", str(tmp_path / "u.zarr")])
+        CollectSettings(episodes=0)
 
 
 @pytest.mark.slow

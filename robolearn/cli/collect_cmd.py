@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from tqdm import tqdm
 
 from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
 from robolearn.config import ConfigError
@@ -43,29 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _open_store(path: Path, cell: Any, cameras: dict[str, Any], quality: int) -> Any:
-    from robolearn.config import to_dict
-    from robolearn.store import DemoStore
-
-    if path.exists():
-        return DemoStore.open(path, mode="a")
-    return DemoStore.create(path, cell_config=to_dict(cell), cameras=cameras, jpeg_quality=quality)
-
-
-def _calibration(env: Any) -> dict[str, Any]:
-    """Intrinsics of every camera the env renders (what the store keeps as camera calibration)."""
-    from robolearn.config import to_dict
-    from robolearn.store.store import cameras_from_cell
-
-    cameras = cameras_from_cell(to_dict(env.unwrapped.cell)) or {}
-    for name, camera in env.unwrapped.cameras.items():
-        intrinsics = getattr(camera, "intrinsics", None)
-        if intrinsics is not None:
-            cameras.setdefault(name, {})["intrinsics"] = {k: float(v) if isinstance(v, float) else v
-                                                         for k, v in vars(intrinsics).items()}
-    return cameras
-
-
 def _collect_via_ros(args: argparse.Namespace) -> int:
     from robolearn.ros.collect import collect_via_ros
     from robolearn.store import DemoStore
@@ -83,87 +56,14 @@ def _collect_via_ros(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.episodes <= 0:
-        raise ConfigError("--episodes", str(args.episodes), "must be positive")
-    if not 1 <= args.quality <= 100:
-        raise ConfigError("--quality", str(args.quality), "must be in 1..100")
+    from robolearn.collect import CollectSettings, collect
+
+    settings = CollectSettings(cell=args.cell, task=args.task, store=args.store, episodes=args.episodes,
+                               teleop=args.teleop, seed=args.seed, noise=args.noise, operator=args.operator,
+                               only_success=args.only_success, jpeg_quality=args.quality, cameras=not args.no_cameras,
+                               overrides=args.overrides)
     if args.via_ros:
         return _collect_via_ros(args)
-    from robolearn.env import make_env
-    from robolearn.rollout import make_teleop, run_episode
-    from robolearn.store import EpisodeRecorder
-
-    env = make_env(args.cell, args.task, cameras=not args.no_cameras, overrides=args.overrides)
-    unwrapped = env.unwrapped
-    spaces = env.observation_space.spaces
-    streams = list(spaces)
-    try:
-        store = _open_store(Path(args.store), unwrapped.cell, _calibration(env), args.quality)
-        recorder = EpisodeRecorder(store, streams, control_hz=unwrapped.cell.control_hz)
-        recorder.check_store({k: (spaces[k].shape, spaces[k].dtype) for k in streams}, env.action_space.shape)
-    except (FileNotFoundError, ValueError) as err:
-        env.close()
-        raise ConfigError("--store", args.store, str(err)) from err
-    teleop = make_teleop(args.teleop, env, noise_scale=args.noise, seed=args.seed)
-    source = "expert" if args.teleop == "expert" else "teleop"
-    task_name = getattr(unwrapped.task, "name", args.task)
-    committed: list[int] = []
-    discarded, successes, attempts, missing = 0, 0, 0, 0
-    last: dict[str, Any] = {}
-
-    def act(obs: Any) -> Any:
-        last["command"] = teleop.read()
-        return last["command"]
-
-    def on_reset() -> None:
-        if hasattr(teleop, "reset"):
-            teleop.reset()
-        last["stamp_ns"] = unwrapped.arm.state().stamp_ns
-        recorder.start(task=task_name, source=source, operator=args.operator, seed=seed, cell=unwrapped.cell.name)
-
-    def on_step(obs: Any, action: np.ndarray, reward: float, info: dict) -> None:
-        stamp_ns = last["stamp_ns"]
-        for key in streams:
-            recorder.add(key, obs[key], stamp_ns)
-        success = bool(info["success"])
-        recorder.step(action, stamp_ns, reward=reward, success=success,
-                      terminated=success and unwrapped.terminate_on_success,
-                      intervention=bool(getattr(last.get("command"), "intervene", False)))
-        last["stamp_ns"] = info["stamp_ns"]
-
-    progress = tqdm(total=args.episodes, desc=f"collect {args.task} ({args.teleop})", unit="ep", disable=None)
-    try:
-        while len(committed) < args.episodes and attempts < 3 * args.episodes:
-            seed = args.seed + attempts
-            attempts += 1
-            result = run_episode(env, act, seed=seed, on_step=on_step, on_reset=on_reset)
-            keep = result.ended_by in ("success", "time_limit") and result.steps > 0 \
-                and not (args.only_success and not result.success)
-            if not keep:
-                recorder.discard()
-                discarded += 1
-                if result.ended_by == "quit":
-                    break
-                continue
-            index = recorder.commit(success=result.success, ended_by=result.ended_by)
-            report = recorder.report()
-            missing += sum(s["missing"] for s in report["streams"].values())
-            if index is None:
-                discarded += 1
-                continue
-            committed.append(index)
-            successes += int(result.success)
-            progress.update(1)
-            progress.set_postfix(success=f"{successes}/{len(committed)}")
-    finally:
-        progress.close()
-        recorder.close()
-        teleop.disconnect()
-        env.close()
-    if committed:
-        store.stats()
-    emit({"store": str(store.path), "task": args.task, "teleop": args.teleop, "episodes_committed": len(committed),
-          "episodes_discarded": discarded, "success_rate": successes / len(committed) if committed else 0.0,
-          "n_episodes": store.n_episodes, "n_steps": store.n_steps, "missing_frames": missing,
-          "keys": store.keys}, args.json)
-    return 0 if len(committed) == args.episodes else 1
+    result = collect(settings)
+    emit(result, args.json)
+    return 0 if result["episodes_committed"] == args.episodes else 1

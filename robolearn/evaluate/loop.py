@@ -10,7 +10,7 @@ expert``, ``robolearn eval`` (the record is stored beside each checkpoint, where
 deploy`` looks). The policy the loop hands over is the checkpoint with the best twin success rate.
 
 Layout of ``out``: ``demos.zarr`` (demonstrations, then the online episodes), ``reward_data.zarr``
-(episodes that run past success; half by a very noisy expert, mostly failures), ``reward_task.yaml``,
+(episodes that run past success; half by a very noisy expert, mostly failures),
 ``backbone/`` (a small random CLIP when none is given: the machines that run this cannot download
 weights), ``reward/``, ``pretrain/last``, ``finetune/last`` (each with ``evaluations/``),
 ``loop.json``, ``report.html``.
@@ -18,8 +18,6 @@ weights), ``reward/``, ``pretrain/last``, ``finetune/last`` (each with ``evaluat
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import time
 from collections.abc import Callable
@@ -27,8 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from robolearn.collect import CollectSettings, collect
 from robolearn.evaluate.evaluate import EvalSettings, evaluate_policy, save_beside_checkpoint
 from robolearn.evaluate.report import write_report
 
@@ -68,28 +65,13 @@ BUDGETS = {
 }
 
 
-def run_command(argv: list[str]) -> dict[str, Any]:
-    """Run ``robolearn ARGV --json`` in this process; returns the JSON object it prints last.
-
-    For commands whose work has no library function yet (``robolearn collect``)."""
-    from robolearn.cli import build_parser
-
-    args = build_parser().parse_args([*argv, "--json"])
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = int(args.func(args) or 0)
-    lines = printed.getvalue().strip().splitlines()
-    if code != 0 or not lines:
-        raise RuntimeError(f"`robolearn {' '.join(argv)}` failed (exit code {code}): {printed.getvalue()[-500:]}")
-    return json.loads(lines[-1])
-
-
-def write_reward_task(path: Path, task: str) -> Path:
-    """A task YAML for the classifier's data: ``task`` run for ``REWARD_EPISODE_STEPS`` steps without
-    ending on success, so the frames after success (positives) are recorded too."""
-    path.write_text(yaml.safe_dump({"type": Path(task).stem, "terminate_on_success": False,
-                                    "max_episode_steps": REWARD_EPISODE_STEPS}))
-    return path
+def collect_all(settings: CollectSettings) -> dict[str, Any]:
+    """``robolearn collect`` with these settings; raises when fewer episodes could be committed."""
+    result = collect(settings)
+    if result["episodes_committed"] < settings.episodes:
+        raise RuntimeError(f"collect committed {result['episodes_committed']} of {settings.episodes} episodes into "
+                           f"{settings.store} ({result['episodes_discarded']} discarded)")
+    return result
 
 
 def run_loop(cell: str, task: str, out: str | Path, budget: LoopBudget, workers: int = 2, seed: int = 0,
@@ -119,19 +101,17 @@ def run_loop(cell: str, task: str, out: str | Path, budget: LoopBudget, workers:
         return stages[name]
 
     store, reward_store = str(out / "demos.zarr"), str(out / "reward_data.zarr")
-    common = ["--cell", cell]
-    stage("collect", lambda: run_command(["collect", *common, "--task", task, "--store", store, "--episodes",
-                                          str(budget.demos), "--noise", str(budget.demo_noise), "--seed", str(seed)]))
+    stage("collect", lambda: collect_all(CollectSettings(cell=cell, task=task, store=store, episodes=budget.demos,
+                                                         noise=budget.demo_noise, seed=seed)))
 
     def reward_stage() -> dict[str, Any]:
-        reward_task = str(write_reward_task(out / "reward_task.yaml", task))
+        past_success = ["terminate_on_success=false", f"max_episode_steps={REWARD_EPISODE_STEPS}"]
         half = budget.reward_episodes // 2
-        clean = run_command(["collect", *common, "--task", reward_task, "--store", reward_store, "--episodes",
-                             str(budget.reward_episodes - half), "--noise", str(budget.demo_noise),
-                             "--seed", str(seed + 50_000), "--operator", "expert"])
-        noisy = run_command(["collect", *common, "--task", reward_task, "--store", reward_store, "--episodes",
-                             str(half), "--noise", str(FAILURE_NOISE), "--seed", str(seed + 60_000),
-                             "--operator", "noisy expert"])
+        clean = collect_all(CollectSettings(cell=cell, task=task, store=reward_store, episodes=budget.reward_episodes - half,
+                                            noise=budget.demo_noise, seed=seed + 50_000, operator="expert",
+                                            task_overrides=past_success))
+        noisy = collect_all(CollectSettings(cell=cell, task=task, store=reward_store, episodes=half, noise=FAILURE_NOISE,
+                                            seed=seed + 60_000, operator="noisy expert", task_overrides=past_success))
         encoder = backbone or str(save_tiny_clip(out / "backbone"))
         config = ClassifierTrainConfig(backbone=encoder, steps=budget.reward_steps, seed=seed)
         model, report = train_classifier_from_store(DemoStore.open(reward_store), config, progress=True)
