@@ -10,6 +10,14 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 import pytest  # noqa: E402
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    # The test networks are tiny; one thread avoids oversubscribing the cores that the worker
+    # processes, renderers and zenoh threads of the same tests use.
+    torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 
