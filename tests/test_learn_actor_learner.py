@@ -5,6 +5,7 @@ import multiprocessing as mp
 import time
 
 import numpy as np
+import pytest
 
 from robolearn.learn.actor_learner import actor_main, learner_main, pack, unpack
 from robolearn.ros.zenoh_backend import free_endpoint, open_router
@@ -111,4 +112,59 @@ def test_actor_holds_while_learner_is_away_and_resumes_when_it_returns(tmp_path)
         learner.close()
     finally:
         actor.close()
+        router.close()
+
+
+def _learner(tmp_path, endpoint, **algo):
+    from robolearn.learn.actor_learner import ActorLearnerConfig, Learner
+    from robolearn.learn.agents import config_from_dict, make_agent
+    from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
+
+    cfg = config_from_dict("rlpd", {**{k: v for k, v in ALGO.items() if k != "algo"}, **algo})
+    spaces = {"state": ((3,), np.float32)}
+    buffer = MixedBuffer(ReplayBuffer(spaces, 1, 100), ReplayBuffer(spaces, 1, 1000), 0.5, cfg.gamma, cfg.r_neg)
+    al = ActorLearnerConfig(router=endpoint, prefix=f"unit/{tmp_path.name}", start_transitions=4, checkpoint_every_s=60)
+    return Learner(make_agent(cfg, {"state": (3,)}, 1), buffer, tmp_path / "ckpt", al)
+
+
+def _message(stream, seqs, rewards, interventions, ends, successes):
+    from robolearn.learn.actor_learner import _concat, _transition_arrays
+
+    items = [_transition_arrays(s, {"state": np.full(3, s, np.float32)}, np.array([0.1 * s]), r, {"state": np.zeros(3)},
+                                e and su, i, su, e)
+             for s, r, i, e, su in zip(seqs, rewards, interventions, ends, successes)]
+    return pack({"stream": stream}, _concat(items))
+
+
+def test_learner_takes_each_transition_once_in_order_and_writes_return_to_go(tmp_path):
+    endpoint = free_endpoint()
+    router = open_router(endpoint)
+    learner = _learner(tmp_path, endpoint, gamma=0.5)
+    try:
+        learner.inbox.put(_message("s", [0, 1], [0.0, 0.0], [False, True], [False, False], [False, False]))
+        learner.inbox.put(_message("s", [1, 3], [0.0, 9.0], [True, False], [False, False], [False, False]))  # resend + gap
+        learner.inbox.put(_message("s", [2], [1.0], [False], [True], [True]))
+        assert learner.receive() == 3 and learner.expected == {"s": 3}
+        online, demo = learner.buffer.online, learner.buffer.demo
+        assert online.obs["state"][:3, 0].tolist() == [0.0, 1.0, 2.0]
+        assert online.mc_return[:3].tolist() == pytest.approx([0.25, 0.5, 1.0])
+        assert len(demo) == 1 and demo.action[0, 0] == pytest.approx(0.1) and demo.mc_return[0] == pytest.approx(0.5)
+    finally:
+        learner.close()
+        router.close()
+
+
+def test_wsrl_learner_waits_for_the_warmup_transitions(tmp_path):
+    endpoint = free_endpoint()
+    router = open_router(endpoint)
+    learner = _learner(tmp_path, endpoint, warmup_steps=6)
+    try:
+        learner.inbox.put(_message("w", range(5), [0.0] * 5, [False] * 5, [False] * 5, [False] * 5))
+        learner.step()
+        assert len(learner.buffer.online) == 5 and learner.updates == 0  # past start_transitions=4, inside warm-up
+        learner.inbox.put(_message("w", [5], [0.0], [False], [False], [False]))
+        learner.step()
+        assert learner.updates == 1
+    finally:
+        learner.close()
         router.close()

@@ -33,7 +33,7 @@ def test_checkpoint_round_trip_is_bit_exact_and_resumes_identically(tmp_path, cf
     buf = _filled(cfg)
     agent = train_offline(cfg, buf, 3, {"state": (3,)}, 1, device="cpu", progress=False)
     save_agent(tmp_path / "ckpt", agent, {"state": (3,)}, step=3, replay=buf.state_dict())
-    clone = make_agent(cfg, {"state": (3,)}, 1)
+    clone = make_agent(agent.cfg, {"state": (3,)}, 1)
     config, replay = load_checkpoint(tmp_path / "ckpt", clone, clone.optimizers())
     assert config["step"] == 3
     for (k, a), b in zip(agent.state_dict().items(), clone.state_dict().values()):
@@ -78,6 +78,8 @@ def test_rlpd_smoke_on_pendulum_with_demos_and_episode_callback():
     result = train_online(env, small_sac(), total_steps=120, demos=demos, progress=False,
                           on_episode=lambda arrays, meta: episodes.append((arrays, meta)))
     assert result.updates == 100 and len(episodes) == 2
+    torch.testing.assert_close(result.agent.encoder.vector_mean, torch.zeros(3))  # fitted on the demos
+    torch.testing.assert_close(result.agent.encoder.vector_std, torch.full((3,), 0.01))
     assert episodes[0][0]["state"].shape == (50, 3) and episodes[0][0]["action"].shape == (50, 1)
     assert np.isfinite(evaluate(env, result.policy, episodes=1)["mean_return"])
 
@@ -133,3 +135,45 @@ def test_sac_learns_pendulum():
                     target_entropy_per_dim=-1.0)
     result = train_online(env, cfg, total_steps=5000, progress=False)
     assert evaluate(gym.make("Pendulum-v1"), result.policy, episodes=5)["mean_return"] > -400
+
+
+class EveryOtherStep:
+    """An operator who takes over on every other step, pushing the pendulum with +1 N·m (env units)."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def read(self):
+        from robolearn.interfaces import TeleopCommand
+
+        self.reads += 1
+        command = TeleopCommand(ee_delta=np.zeros(6), gripper_closed=0.0, intervene=self.reads % 2 == 0)
+        command.action = lambda: np.array([1.0], np.float32)
+        return command
+
+
+def test_interventions_store_the_human_action_in_both_buffers_and_mark_episodes():
+    from robolearn.learn.intervention import Intervention
+
+    env = Intervention(gym.make("Pendulum-v1", max_episode_steps=20), EveryOtherStep())
+    spaces = observation_spaces(env.observation_space)
+    demos = ReplayBuffer(spaces, 1, 100)
+    demos.add({"state": np.zeros(3)}, [0.0], 0.0, {"state": np.zeros(3)}, False)
+    episodes = []
+    result = train_online(env, small_sac(start_steps=1000), total_steps=20, demos=demos, progress=False,
+                          on_episode=lambda arrays, meta: episodes.append(arrays))
+    assert result.updates == 0 and env.interventions == 10
+    marked = episodes[0]["intervention"]
+    assert marked.tolist() == [False, True] * 10
+    np.testing.assert_allclose(episodes[0]["action"][marked, 0], 0.5)  # +1 in [−2, 2] is 0.5 in [−1, 1]
+    assert len(demos) == 11 and np.allclose(demos.action[1:11, 0], 0.5)
+
+
+def test_action_scaler_round_trips_and_rejects_unbounded_spaces():
+    from robolearn.learn.api import ActionScaler
+
+    scale = ActionScaler(gym.spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 10.0], np.float32)))
+    np.testing.assert_allclose(scale(np.array([0.5, -1.0])), [1.0, 0.0])
+    np.testing.assert_allclose(scale.inverse(scale(np.array([0.5, -0.2]))), [0.5, -0.2], atol=1e-6)
+    with pytest.raises(ValueError, match="unbounded"):
+        ActionScaler(gym.spaces.Box(-np.inf, np.inf, (2,)))

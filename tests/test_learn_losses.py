@@ -91,8 +91,24 @@ def test_random_subset_covers_all_critics():
 
 def test_actor_maximizes_ensemble_mean():
     q_pi = torch.tensor([[1.0, 3.0], [3.0, 5.0], [-1.0, 4.0]])  # means [1, 4]
-    loss = losses.ensemble_mean_actor_loss(q_pi, torch.tensor([0.5, -0.5]), 0.1)
+    loss = losses.actor_loss(q_pi, torch.tensor([0.5, -0.5]), 0.1)
     assert loss.item() == pytest.approx(((0.05 - 1.0) + (-0.05 - 4.0)) / 2)
+
+
+def test_calql_actor_maximizes_min_over_critics():
+    q_pi = torch.tensor([[1.0, 3.0], [3.0, 5.0], [-1.0, 4.0]])  # mins [-1, 3]
+    loss = losses.actor_loss(q_pi, torch.tensor([0.5, -0.5]), 0.1, reduce="min")
+    assert loss.item() == pytest.approx(((0.05 + 1.0) + (-0.05 - 3.0)) / 2)
+
+
+def test_max_target_backup_takes_best_sampled_action_after_min_over_critics():
+    # 2 critics, 1 state, 3 sampled next actions: min over critics → [1, 4, 2]; best action 1
+    target_q = torch.tensor([[[1.0, 4.0, 5.0]], [[3.0, 6.0, 2.0]]])
+    log_prob = torch.tensor([[0.0, 2.0, -1.0]])
+    target = losses.td_target(target_q, torch.tensor([1.0]), torch.tensor([0.0]), 0.5, log_prob, temperature=0.25)
+    assert target.item() == pytest.approx(1.0 + 0.5 * (4.0 - 0.25 * 2.0))
+    terminal = losses.td_target(target_q, torch.tensor([1.0]), torch.tensor([1.0]), 0.5)
+    assert terminal.item() == pytest.approx(1.0)
 
 
 def test_critic_loss_sums_over_critics():

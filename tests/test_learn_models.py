@@ -21,11 +21,19 @@ def copy_into_loop(batched: CriticEnsemble, loop: LoopCriticEnsemble) -> None:
             for lin, layer in zip(linears, [*batched.layers, batched.out]):
                 lin.weight.copy_(layer.weight[i].T)
                 lin.bias.copy_(layer.bias[i, 0])
+            norms = [m for m in critic if isinstance(m, torch.nn.LayerNorm)]
+            for ln, norm in zip(norms, batched.norms):
+                ln.weight.copy_(norm.weight[i, 0])
+                ln.bias.copy_(norm.bias[i, 0])
 
 
 def test_batched_ensemble_matches_python_loop_and_member_subset():
     torch.manual_seed(0)
     batched, loop = CriticEnsemble(6, 2, n=5, hidden=(16, 16)), LoopCriticEnsemble(6, 2, n=5, hidden=(16, 16))
+    with torch.no_grad():
+        for norm in batched.norms:  # distinct LayerNorm scales and offsets per member
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
     copy_into_loop(batched, loop)
     f, a = torch.randn(4, 6), torch.randn(4, 2)
     q = batched(f, a)
@@ -33,6 +41,22 @@ def test_batched_ensemble_matches_python_loop_and_member_subset():
     torch.testing.assert_close(q, loop(f, a))
     members = torch.tensor([3, 1])
     torch.testing.assert_close(batched(f, a, members), q[members])
+    q.sum().backward()
+    grads = [p.grad for p in batched.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert len(list(batched.parameters())) == 2 * 3 + 2 * 2  # one tensor per layer for all critics: no loop
+
+
+def test_ensemble_under_bf16_autocast_returns_float32_q_close_to_fp32():
+    torch.manual_seed(0)
+    critic, actor = CriticEnsemble(6, 2, n=3, hidden=(32, 32)), GaussianTanhActor(6, 2, (32, 32))
+    f, a = torch.randn(8, 6), torch.rand(8, 2) * 2 - 1
+    reference = critic(f, a)
+    with torch.autocast("cpu", torch.bfloat16):
+        q = critic(f, a)
+        mean, log_std = actor(f)
+    assert q.dtype == mean.dtype == log_std.dtype == torch.float32
+    torch.testing.assert_close(q, reference, atol=0.05, rtol=0.05)
 
 
 def test_actor_samples_in_bounds_and_log_prob_matches_sample():
@@ -66,14 +90,37 @@ def test_encoder_fuses_two_cameras_and_state():
 
 def test_resnet_weights_load_from_local_file_and_freeze(tmp_path):
     torch.manual_seed(0)
-    source = ResNetEncoder(10, (64, 64), 32)
+    source = ResNetEncoder(10, (64, 64), 32).eval()
     path = tmp_path / "resnet10.safetensors"
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
-    loaded = ResNetEncoder(10, (64, 64), 32, weights_path=path, freeze=True)
+    loaded = ResNetEncoder(10, (64, 64), 32, weights_path=path, freeze=True).eval()
     x = torch.rand(2, 3, 64, 64)
     torch.testing.assert_close(loaded(x), source(x))
     assert not any(p.requires_grad for p in loaded.stem.parameters())
+    assert all(p.requires_grad for p in loaded.project.parameters())
     assert ResNetEncoder(18, (64, 64), 32)(x).shape == (2, 32)
+    trunk_only = tmp_path / "trunk.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items() if k.startswith(("stem.", "stages."))},
+              str(trunk_only))
+    partial = ResNetEncoder(10, (64, 64), 32, weights_path=trunk_only)
+    torch.testing.assert_close(partial.stages[0].conv1.weight, source.stages[0].conv1.weight)
+
+
+def test_resnet_weights_of_another_depth_are_refused(tmp_path):
+    path = tmp_path / "resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in ResNetEncoder(18, (64, 64), 32).state_dict().items()}, str(path))
+    with pytest.raises(ValueError, match="ResNet-10 trunk"):
+        ResNetEncoder(10, (64, 64), 32, weights_path=path)
+
+
+def test_observation_encoder_uses_pretrained_resnet_per_camera(tmp_path):
+    path = tmp_path / "resnet10.safetensors"
+    source = ResNetEncoder(10, (32, 32), 16)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    enc = ObservationEncoder({"state": (3,), "rgb_front": (32, 32, 3)}, "resnet10", 16, pretrained_path=str(path))
+    torch.testing.assert_close(enc.cameras["rgb_front"].stem[0].weight, source.stem[0].weight)
+    assert not enc.cameras["rgb_front"].stem[0].weight.requires_grad
+    assert enc({"state": torch.zeros(2, 3), "rgb_front": torch.zeros(2, 32, 32, 3, dtype=torch.uint8)}).shape == (2, 19)
 
 
 def _buffer(capacity=100, chunk=1):
@@ -106,3 +153,31 @@ def test_mixed_buffer_samples_half_demo_and_interventions_reach_both():
     assert (batch["action"][:32] >= 0.5).all() and (batch["action"][32:] <= 0.5).all()
     with pytest.raises(ValueError, match="empty"):
         _buffer().sample(4)
+
+
+def test_episode_end_writes_return_to_go_into_online_and_demo_buffers():
+    demo, online = _buffer(), _buffer()
+    mixed = MixedBuffer(demo, online, 0.5, gamma=0.5, r_neg=-1.0)
+    s = {"state": np.zeros(2)}
+    for t, reward in enumerate([0.0, 0.0, 1.0]):
+        mixed.add(s, [0.0], reward, s, t == 2, intervention=t == 1, success=t == 2, episode="a")
+    mixed.add(s, [0.0], -1.0, s, False, episode="b")  # another actor's episode, still open
+    mixed.end_episode("a")
+    assert online.mc_return[:3].tolist() == pytest.approx([0.25, 0.5, 1.0])
+    assert demo.mc_return[0] == pytest.approx(0.5)  # the intervened step, in the demo buffer too
+    assert online.mc_return[3] == 0.0
+    mixed.add(s, [0.0], -1.0, s, False, episode="b")
+    mixed.end_episode("b")  # never succeeded: r_neg / (1 − γ)
+    assert online.mc_return[3:5].tolist() == pytest.approx([-2.0, -2.0])
+
+
+def test_vector_observations_are_standardized_with_the_fitted_statistics():
+    enc = ObservationEncoder({"a": (2,), "b": (1,)})
+    obs = {"a": torch.tensor([[1.0, 5.0], [3.0, 5.0]]), "b": torch.tensor([[0.0], [4.0]])}
+    torch.testing.assert_close(enc(obs), torch.cat([obs["a"], obs["b"]], -1))  # identity until fitted
+    enc.set_normalization(torch.cat([obs["a"], obs["b"]], -1))
+    # means [2, 5, 2], stds [1, 0 → floor 0.01, 2]
+    torch.testing.assert_close(enc(obs), torch.tensor([[-1.0, 0.0, -1.0], [1.0, 0.0, 1.0]]))
+    far = enc({"a": torch.tensor([[2.0, 6.0]]), "b": torch.tensor([[2.0]])})
+    assert far[0, 1].item() == 10.0  # 100 std away, clipped
+    assert {"vector_mean", "vector_std"} <= set(enc.state_dict())

@@ -15,7 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "steps, then trains on online data only). Every online episode is appended to the store. With "
         "--actors K, K actor processes stream transitions to this process (the learner) over Zenoh. With a "
         "learned --reward, the env reward is replaced by the model's and its false-positive rate against the "
-        "twin's ground truth is reported. Writes OUT/last (model.safetensors + config.json).",
+        "twin's ground truth is reported. With --teleop, the operator (or the scripted expert) can take over; those "
+        "steps are marked and also go to the demo buffer (HIL-SERL). Across machines, run --role learner on the "
+        "GPU machine and --role actor --router tcp/<learner-host>:7447 on the robot PC. Writes OUT/last "
+        "(model.safetensors + config.json); with actors, OUT/learner is the crash-safe learner checkpoint: "
+        "rerun the same command to resume.",
     )
     parser.add_argument("--algo", required=True, choices=["rlpd", "calql", "wsrl"], help="algorithm")
     parser.add_argument("--init", default=None, help="checkpoint directory to start from (robolearn train output)")
@@ -26,6 +30,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="oracle (twin ground truth), classifier:<ckpt>, clip:<yaml>, vlm:<yaml>, preference:<ckpt>")
     parser.add_argument("--actors", type=int, default=0,
                         help="actor processes over Zenoh; 0 runs actor and learner in this process (default)")
+    parser.add_argument("--role", choices=["all", "learner", "actor"], default="all",
+                        help="all: everything here (default); learner: open the router and train; actor: run the "
+                        "policy against the learner at --router")
+    parser.add_argument("--router", default=None,
+                        help="Zenoh endpoint: where the learner listens (e.g. tcp/0.0.0.0:7447) or the actor connects "
+                        "(tcp/<learner-host>:7447); default: a free local port (role all)")
+    parser.add_argument("--hold-when-learner-away", action="store_true",
+                        help="actors stop the arm and wait while the learner is unreachable (default: keep acting "
+                        "on the last weights)")
+    parser.add_argument("--teleop", default=None,
+                        help="interventions: expert (scripted, at random) or a teleop device type (spacemouse, "
+                        "keyboard, gamepad)")
+    parser.add_argument("--intervene-probability", type=float, default=0.05,
+                        help="with --teleop expert: chance per step that the expert takes over for 10 steps")
     parser.add_argument("--steps", type=int, default=20_000, help="online env steps in total (default: %(default)s)")
     parser.add_argument("--out", default=None, help="output directory (default: runs/<algo>_<task>_online)")
     parser.add_argument("--config", default=None, help="algorithm YAML (default: configs/algos/<algo>.yaml)")
@@ -35,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-episodes", type=int, default=10, help="final twin evaluation episodes")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    parser.add_argument("--wandb", default=None, metavar="PROJECT", help="also log scalars to this wandb project")
     add_json_flag(parser)
     parser.set_defaults(func=run)
 
@@ -42,10 +62,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from robolearn.learn.finetune import finetune
 
+    if args.role == "actor" and args.router is None:
+        raise SystemExit("robolearn: --role actor needs --router tcp/<learner-host>:<port>")
     if args.algo == "wsrl" and args.init is None:
         raise SystemExit("robolearn: wsrl fine-tunes a pretrained policy; pass --init CKPT (e.g. from robolearn train --algo calql)")
     result = finetune(args.algo, args.store, args.task, args.cell, args.steps, args.out or f"runs/{args.algo}_{args.task}_online",
                       args.init, args.reward, args.actors, args.config, tuple(args.overrides),
-                      args.obs.split(",") if args.obs else None, args.device, args.seed, args.eval_episodes)
+                      args.obs.split(",") if args.obs else None, args.device, args.seed, args.eval_episodes,
+                      role=args.role, router=args.router, teleop=args.teleop,
+                      intervene_probability=args.intervene_probability,
+                      hold_when_learner_away=args.hold_when_learner_away, wandb_project=args.wandb,
+                      compile=args.compile)
     emit(result, args.json)
     return 0

@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train BC (with action chunking), IQL or Cal-QL on the episodes of a DemoStore, evaluate "
         "in the twin every N steps, and write checkpoints (model.safetensors + config.json) to OUT/last and "
         "OUT/best. Running the same command again resumes from OUT/last. Scalars go to OUT/logs "
-        "(TensorBoard, and scalars.jsonl).",
+        "(TensorBoard, and scalars.jsonl). Under torchrun, every rank trains on its own batches and gradients "
+        "are averaged (data-parallel); rank 0 evaluates and checkpoints.",
     )
     parser.add_argument("--algo", required=True, choices=["bc", "iql", "calql"], help="algorithm")
     parser.add_argument("--store", required=True, help="DemoStore path (zarr)")
@@ -22,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="gradient steps (default: %(default)s)")
     parser.add_argument("--eval-every", type=int, default=5_000, help="evaluate and checkpoint every N steps; 0: never")
     parser.add_argument("--eval-episodes", type=int, default=10, help="twin episodes per evaluation (default: %(default)s)")
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help="write OUT/last every N steps (default: --eval-every, else 1000)")
     parser.add_argument("--out", default=None, help="output directory (default: runs/<algo>_<task>)")
     parser.add_argument("--config", default=None, help="algorithm YAML (default: configs/algos/<algo>.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -30,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="comma-separated observation keys (default: state and object_state when stored)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    parser.add_argument("--wandb", default=None, metavar="PROJECT", help="also log scalars to this wandb project")
     add_json_flag(parser)
     parser.set_defaults(func=run)
 
@@ -41,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         args.algo, args.store, args.task, args.cell, args.steps, args.eval_every, args.eval_episodes,
         args.out or f"runs/{args.algo}_{args.task}", args.config, tuple(args.overrides),
         args.obs.split(",") if args.obs else None, args.device, args.seed,
+        checkpoint_every=args.checkpoint_every, wandb_project=args.wandb, compile=args.compile,
     )
     emit(result, args.json)
     return 0

@@ -34,7 +34,7 @@ import safetensors.torch
 import torch
 import zenoh
 
-from robolearn.learn.api import ActionScaler, as_obs_dict, save_agent
+from robolearn.learn.api import ActionScaler, as_obs_dict, save_agent, stored_action
 from robolearn.learn.buffer import MixedBuffer
 from robolearn.learn.checkpoint import load_checkpoint, recover_checkpoint
 from robolearn.learn.policy import AgentPolicy
@@ -42,6 +42,12 @@ from robolearn.learn.policy import AgentPolicy
 
 @dataclass
 class ActorLearnerConfig:
+    """router: the Zenoh router both sides connect to (``tcp/<host>:<port>``). push_weights_every:
+    learner update cycles between weight broadcasts (SERL: 30–50 steps). checkpoint_every_s: how often
+    the learner commits (checkpoints, then acknowledges) what it received. learner_timeout_s: silence
+    after which the actor considers the learner away. start_transitions: online transitions before the
+    first update (at least; the algorithm's ``start_steps`` and WSRL's ``warmup_steps`` also apply)."""
+
     router: str = "tcp/127.0.0.1:7447"
     prefix: str = "robolearn/learn"
     resend_s: float = 1.0
@@ -49,16 +55,25 @@ class ActorLearnerConfig:
     checkpoint_every_s: float = 2.0
     learner_timeout_s: float = 5.0
     hold_when_learner_away: bool = False
-    start_transitions: int = 256
+    start_transitions: int = 1
 
 
-def open_session(router: str) -> zenoh.Session:
-    """A client session through the router at ``router`` (reconnects by itself when it comes back)."""
+def open_session(router: str, wait_s: float = 120.0) -> zenoh.Session:
+    """A client session through the router at ``router``, retried for up to ``wait_s`` while the router
+    is not up yet (an actor may start before its learner); once open it reconnects by itself."""
     config = zenoh.Config()
     config.insert_json5("mode", '"client"')
     config.insert_json5("connect/endpoints", json.dumps([router]))
     config.insert_json5("scouting/multicast/enabled", "false")
-    return zenoh.open(config)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return zenoh.open(config)
+        except zenoh.ZError as err:
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"no Zenoh router at {router} after {wait_s:.0f} s; start the learner "
+                                      "(robolearn finetune --role learner --router ...) or fix --router") from err
+            time.sleep(1.0)
 
 
 def pack(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
@@ -79,10 +94,11 @@ def unpack(payload: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 def _transition_arrays(seq: int, obs: dict, action: np.ndarray, reward: float, next_obs: dict, done: bool,
-                       intervention: bool) -> dict[str, np.ndarray]:
+                       intervention: bool, success: bool, episode_end: bool) -> dict[str, np.ndarray]:
     out = {"seq": np.array([seq], np.int64), "action": np.asarray(action, np.float32)[None],
            "reward": np.array([reward], np.float32), "done": np.array([done], np.float32),
-           "intervention": np.array([intervention], np.bool_)}
+           "intervention": np.array([intervention], np.bool_), "success": np.array([success], np.bool_),
+           "episode_end": np.array([episode_end], np.bool_)}
     out.update({f"obs.{k}": np.asarray(v)[None] for k, v in obs.items()})
     out.update({f"next_obs.{k}": np.asarray(v)[None] for k, v in next_obs.items()})
     return out
@@ -109,6 +125,7 @@ class Actor:
         self.weights_version = 0
         self.last_heard = 0.0
         self.seq = 0
+        self.interventions = 0
         self.seed = seed
         self.session = open_session(cfg.router)
         self.publisher = self.session.declare_publisher(f"{cfg.prefix}/transitions/{self.stream}",
@@ -147,32 +164,40 @@ class Actor:
         self._last_resend = time.monotonic()
 
     def run(self, steps: int, min_step_s: float = 0.0) -> None:
-        """Act for ``steps`` env steps (holding, without stepping, while the learner is away if so
-        configured); ``min_step_s`` paces a fast simulated env like a real control loop."""
+        """Act for ``steps`` env steps on the latest weights received; while the learner is away it keeps
+        acting, or with ``hold_when_learner_away`` stops the arm and waits. ``min_step_s`` paces a fast
+        simulated env like a real control loop."""
         raw = self.env.reset(seed=self.seed)[0]
         full, obs = as_obs_dict(raw), as_obs_dict(raw, self.keys)
         episode: dict[str, list] = {}
-        done_steps = 0
+        done_steps, holding = 0, False
         while done_steps < steps:
             if time.monotonic() - self._last_resend > self.cfg.resend_s:
                 self.resend_unacked()
             if self.cfg.hold_when_learner_away and self.last_heard > 0 and self.learner_away():
+                if not holding and hasattr(getattr(self.env.unwrapped, "arm", None), "stop"):
+                    self.env.unwrapped.arm.stop()  # a real arm holds its pose until the learner is back
+                holding = True
                 time.sleep(0.05)
                 continue
+            holding = False
             t0 = time.monotonic()
             with self.lock:
                 action = self.policy.act(obs)
             raw, reward, terminated, truncated, info = self.env.step(self.scale(action))
+            action = stored_action(self.scale, action, info)
             next_obs = as_obs_dict(raw, self.keys)
-            intervention = bool(info.get("intervention", False))
-            arrays = _transition_arrays(self.seq, obs, action, float(reward), next_obs, bool(terminated), intervention)
+            intervention, success = bool(info.get("intervention", False)), bool(info.get("success", False))
+            arrays = _transition_arrays(self.seq, obs, action, float(reward), next_obs, bool(terminated), intervention,
+                                        success, bool(terminated or truncated))
             with self.lock:
                 self.pending.append((self.seq, arrays))
             self._send(arrays)
             self.seq += 1
+            self.interventions += intervention
             done_steps += 1
             for k, v in {**full, "action": action, "reward": np.float32(reward), "terminated": bool(terminated),
-                         "success": bool(info.get("success", False)), "intervention": intervention}.items():
+                         "success": success, "intervention": intervention}.items():
                 episode.setdefault(k, []).append(v)
             obs, full = next_obs, as_obs_dict(raw)
             time.sleep(max(0.0, min_step_s - (time.monotonic() - t0)))
@@ -230,6 +255,8 @@ class Learner:
         self.ack_pub = self.session.declare_publisher(f"{cfg.prefix}/ack")
         self.weights_pub = self.session.declare_publisher(f"{cfg.prefix}/weights")
         self.demo_size_at_start = len(buffer.demo)
+        # WSRL: no update before its warm-up transitions (the actors run the pretrained policy meanwhile)
+        self.start_transitions = max(cfg.start_transitions, agent.cfg.start_steps, getattr(agent.cfg, "warmup_steps", 0))
         self._last_ckpt = self._last_ack = time.monotonic()
         self.weights_pushed = 0
 
@@ -248,7 +275,10 @@ class Learner:
                 obs = {k[4:]: v[i] for k, v in arrays.items() if k.startswith("obs.")}
                 next_obs = {k[9:]: v[i] for k, v in arrays.items() if k.startswith("next_obs.")}
                 self.buffer.add(obs, arrays["action"][i], float(arrays["reward"][i]), next_obs, bool(arrays["done"][i]),
-                                intervention=bool(arrays["intervention"][i]))
+                                intervention=bool(arrays["intervention"][i]), success=bool(arrays["success"][i]),
+                                episode=stream)
+                if arrays["episode_end"][i]:
+                    self.buffer.end_episode(stream)
                 self.expected[stream] = seq + 1
                 added += 1
 
@@ -280,7 +310,7 @@ class Learner:
         self.receive()
         info: dict[str, float] = {}
         cfg_agent = self.agent.cfg
-        if len(self.buffer.online) >= self.cfg.start_transitions:
+        if len(self.buffer.online) >= self.start_transitions:
             batches = [self.buffer.sample(cfg_agent.batch_size, self.device) for _ in range(cfg_agent.utd)]
             with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
                 info = self.agent.update(batches)
@@ -338,7 +368,7 @@ def learner_main(env_spec: str, algo_config: dict[str, Any], ckpt_dir: str, al_c
     spaces = observation_spaces(env.observation_space)
     action_dim = int(np.prod(env.action_space.shape))
     buffer = MixedBuffer(ReplayBuffer(spaces, action_dim, 100_000), ReplayBuffer(spaces, action_dim, 100_000),
-                         agent.cfg.offline_fraction)
+                         agent.cfg.offline_fraction, agent.cfg.gamma, agent.cfg.r_neg)
     learner = Learner(agent, buffer, ckpt_dir, ActorLearnerConfig(**al_config))
     end = time.monotonic() + max_s
     while time.monotonic() < end and learner.total_committed() < until_committed:

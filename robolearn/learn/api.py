@@ -18,6 +18,7 @@ agent's [−1, 1] to the env's Box bounds.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,15 +60,56 @@ def as_obs_dict(obs: Any, keys: list[str] | None = None) -> Obs:
 
 
 class ActionScaler:
-    """Maps agent actions in [−1, 1] to the env's Box bounds."""
+    """Maps agent actions in [−1, 1] to the env's Box bounds (``inverse`` maps env actions back)."""
 
     def __init__(self, space: gym.spaces.Box):
         if not isinstance(space, gym.spaces.Box):
             raise TypeError(f"action space {space} is not a Box")
+        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            raise ValueError(f"action space {space} is unbounded; rescale it to finite bounds (e.g. RescaleAction)")
         self.low, self.high = space.low.astype(np.float32), space.high.astype(np.float32)
 
     def __call__(self, action: np.ndarray) -> np.ndarray:
         return (self.low + (np.asarray(action, np.float32) + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
+
+    def inverse(self, env_action: np.ndarray) -> np.ndarray:
+        unit = 2.0 * (np.asarray(env_action, np.float32) - self.low) / (self.high - self.low) - 1.0
+        return np.clip(unit, -1.0, 1.0).astype(np.float32)
+
+
+def stored_action(scale: ActionScaler, agent_action: np.ndarray, info: dict) -> np.ndarray:
+    """The action to learn from: the one that ran. An intervention wrapper puts the human's action in
+    ``info["executed_action"]`` (env units); otherwise it is the agent's."""
+    executed = info.get("executed_action")
+    return agent_action if executed is None else scale.inverse(executed)
+
+
+def resolve_run_length(cfg: Any, steps: int) -> Any:
+    """Fill settings that default to the run's length (IQL's actor lr decay)."""
+    if hasattr(cfg, "actor_lr_decay_steps") and cfg.actor_lr_decay_steps is None:
+        return dataclasses.replace(cfg, actor_lr_decay_steps=steps)
+    return cfg
+
+
+def fit_normalization(agent: torch.nn.Module, buffer: ReplayBuffer) -> None:
+    """Standardize a fresh agent's vector observations with ``buffer``'s statistics (when its config
+    has ``normalize_obs``); the target encoder gets the same. Pretrained agents keep theirs."""
+    encoder = agent.encoder
+    if not getattr(agent.cfg, "normalize_obs", False) or len(buffer) == 0 or not encoder.vector_keys:
+        return
+    vectors = torch.cat([torch.as_tensor(buffer.obs[k][: len(buffer)]).flatten(1).float() for k in encoder.vector_keys], -1)
+    for enc in (encoder, getattr(agent, "target_encoder", None)):
+        if enc is not None:
+            enc.set_normalization(vectors.to(enc.vector_mean.device))
+
+
+def compile_agent(agent: torch.nn.Module) -> None:
+    """``torch.compile`` the MLP forward passes in place (actor, critics, value, BC head); the update
+    loop itself stays eager."""
+    for name in ("actor", "critic", "target_critic", "value", "head"):
+        module = getattr(agent, name, None)
+        if isinstance(module, torch.nn.Module):
+            module.forward = torch.compile(module.forward)
 
 
 @dataclass
@@ -111,22 +153,31 @@ def train_online(env: gym.Env, cfg: Any, total_steps: int, demos: ReplayBuffer |
     start from (Cal-QL/WSRL fine-tuning; WSRL first runs its frozen policy for ``cfg.warmup_steps``);
     obs_keys: the observation keys the agent sees (default: all; episodes keep all); on_episode(arrays, meta) receives
     every finished episode (e.g. to append it to a DemoStore); on_every(env_steps, result) runs every
-    ``every`` env steps (evaluation, checkpoints) and stops training by returning True.
+    ``every`` env steps (evaluation, checkpoints) and stops training by returning True. Steps whose
+    ``info["intervention"]`` is true (see ``robolearn.learn.intervention``) store the executed action
+    and go to the demo buffer too.
     """
     device = pick_device(device)
     torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     spaces = observation_spaces(env.observation_space)
     keys = sorted(obs_keys or spaces)
     spaces = {k: spaces[k] for k in keys}
     action_dim = int(np.prod(env.action_space.shape))
-    agent = init_agent if init_agent is not None else make_agent(cfg, {k: s for k, (s, _) in spaces.items()}, action_dim)
+    if init_agent is None:
+        agent = make_agent(cfg, {k: s for k, (s, _) in spaces.items()}, action_dim)
+        if demos is not None:
+            fit_normalization(agent, demos)
+    else:
+        agent = init_agent
     agent = agent.to(device)
     if compile:
-        agent.critic.forward = torch.compile(agent.critic.forward)
-    frozen = copy.deepcopy(agent).eval() if (init_agent is not None and cfg.warmup_steps) else None
-    online = ReplayBuffer(spaces, action_dim, capacity, seed=seed)
-    demo = demos if demos is not None else ReplayBuffer(spaces, action_dim, 1, seed=seed + 1)
-    buffer = MixedBuffer(demo, online, cfg.offline_fraction if demos is not None else 0.0)
+        compile_agent(agent)
+    warmup = AgentPolicy(copy.deepcopy(agent).eval(), keys, device, deterministic=False) \
+        if (init_agent is not None and cfg.warmup_steps) else None
+    demo = demos if demos is not None else ReplayBuffer(spaces, action_dim, capacity, seed=seed + 1)
+    buffer = MixedBuffer(demo, ReplayBuffer(spaces, action_dim, capacity, seed=seed),
+                         cfg.offline_fraction if demos is not None else 0.0, cfg.gamma, cfg.r_neg)
     policy = AgentPolicy(agent, keys, device, deterministic=False)
     scale = ActionScaler(env.action_space)
     result = TrainResult(agent, AgentPolicy(agent, keys, device))
@@ -137,32 +188,33 @@ def train_online(env: gym.Env, cfg: Any, total_steps: int, demos: ReplayBuffer |
     ep_return, ep_success = 0.0, False
     bar = tqdm(total=total_steps, disable=not progress, desc=cfg.algo, leave=False)
     for step in range(total_steps):
-        warm = frozen is not None and wsrl_in_warmup(step, cfg.warmup_steps)
-        if warm:
-            action = AgentPolicy(frozen, keys, device, deterministic=False).act(obs)
+        warming_up = warmup is not None and wsrl_in_warmup(step, cfg.warmup_steps)
+        if warming_up:
+            action = warmup.act(obs)
         elif step < cfg.start_steps and init_agent is None and demos is None:
-            action = np.random.default_rng(seed + step).uniform(-1, 1, action_dim).astype(np.float32)
+            action = rng.uniform(-1, 1, action_dim).astype(np.float32)
         else:
-            agent.train()
             action = policy.act(obs)
         next_raw, reward, terminated, truncated, info = env.step(scale(action))
+        action = stored_action(scale, action, info)
         next_obs = as_obs_dict(next_raw, keys)
-        success = bool(info.get("success", False))
-        buffer.add(obs, action, float(reward), next_obs, bool(terminated), intervention=bool(info.get("intervention", False)))
+        success, intervention = bool(info.get("success", False)), bool(info.get("intervention", False))
+        buffer.add(obs, action, float(reward), next_obs, bool(terminated), intervention=intervention, success=success)
         for k, v in {**full, "action": action, "reward": np.float32(reward), "success": success,
-                     "terminated": bool(terminated), "intervention": bool(info.get("intervention", False)),
+                     "terminated": bool(terminated), "intervention": intervention,
                      "stamp_ns": np.int64(info.get("stamp_ns", time.time_ns()))}.items():
             episode.setdefault(k, []).append(v)
         ep_return += float(reward)
         ep_success = ep_success or success
         obs, full = next_obs, as_obs_dict(next_raw)
-        if step >= cfg.start_steps and not warm:
+        if step >= cfg.start_steps and not warming_up:
             with autocast:
                 info_upd = agent.update([buffer.sample(cfg.batch_size, device) for _ in range(cfg.utd)])
             result.updates += 1
             if log is not None and step % 1000 == 0:
                 log(step, info_upd)
         if terminated or truncated:
+            buffer.end_episode()
             result.episode_returns.append(ep_return)
             result.episode_successes.append(ep_success)
             if on_episode is not None:
@@ -182,12 +234,19 @@ def train_online(env: gym.Env, cfg: Any, total_steps: int, demos: ReplayBuffer |
 def train_offline(cfg: Any, buffer: ReplayBuffer, steps: int, obs_shapes: dict[str, tuple[int, ...]], action_dim: int,
                   device: str | torch.device | None = None, seed: int = 0, agent: torch.nn.Module | None = None,
                   progress: bool = True, callback: Callable[[int, torch.nn.Module, dict], None] | None = None,
-                  start_step: int = 0) -> torch.nn.Module:
-    """Offline training (bc | iql | calql) on a filled buffer; ``callback(step, agent, info)`` runs after
-    every update (evaluation, checkpoints, logging)."""
+                  start_step: int = 0, compile: bool = False) -> torch.nn.Module:
+    """Offline training (bc | iql | calql) on a filled buffer for ``steps`` gradient steps (from
+    ``start_step`` when resuming); ``callback(step, agent, info)`` runs after every update
+    (evaluation, checkpoints, logging). Under ``torchrun`` every rank samples its own batches and
+    gradients are averaged across ranks."""
     device = pick_device(device)
     torch.manual_seed(seed)
-    agent = (agent if agent is not None else make_agent(cfg, obs_shapes, action_dim)).to(device)
+    if agent is None:
+        agent = make_agent(resolve_run_length(cfg, steps), obs_shapes, action_dim)
+        fit_normalization(agent, buffer)
+    agent = agent.to(device)
+    if compile:
+        compile_agent(agent)
     if distributed():
         average_gradients_across_ranks(agent)
         buffer.rng = np.random.default_rng(seed + 7919 * torch.distributed.get_rank())

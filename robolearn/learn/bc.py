@@ -14,6 +14,10 @@ from robolearn.learn.models import ObservationEncoder, mlp
 
 @dataclass
 class BCConfig:
+    """chunk: actions predicted per observation; execute: how many of them run before re-planning.
+    successful_only: train on the store's successful episodes only (a store also holds failed
+    online episodes). normalize_obs: standardize vector observations with the dataset's statistics."""
+
     algo: str = "bc"
     chunk: int = 4
     execute: int = 1
@@ -22,16 +26,23 @@ class BCConfig:
     lr: float = 3e-4
     image_encoder: str = "cnn"
     image_latent_dim: int = 50
+    proprio_latent_dim: int = 0
     pretrained_encoder: str | None = None
     augment: bool = True
+    normalize_obs: bool = True
+    successful_only: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.execute <= self.chunk:
+            raise ValueError(f"execute must be in 1..chunk={self.chunk}, got {self.execute}")
 
 
 class BCAgent(nn.Module):
     def __init__(self, cfg: BCConfig, obs_shapes: dict[str, tuple[int, ...]], action_dim: int):
         super().__init__()
         self.cfg, self.obs_shapes, self.action_dim = cfg, obs_shapes, action_dim
-        self.encoder = ObservationEncoder(obs_shapes, cfg.image_encoder, cfg.image_latent_dim,
-                                          augment=cfg.augment, pretrained_path=cfg.pretrained_encoder)
+        self.encoder = ObservationEncoder(obs_shapes, cfg.image_encoder, cfg.image_latent_dim, cfg.proprio_latent_dim,
+                                          cfg.augment, cfg.pretrained_encoder)
         self.head = mlp(self.encoder.out_dim, cfg.hidden, cfg.chunk * action_dim, layer_norm=True)
         self.optim = torch.optim.Adam(self.parameters(), lr=cfg.lr)
 
@@ -48,11 +59,11 @@ class BCAgent(nn.Module):
         return self.predict_chunk(obs)[:, 0]
 
     def update(self, batches: list[dict]) -> dict[str, float]:
-        info: dict[str, float] = {}
+        """One gradient step per batch on the masked chunk MSE."""
+        loss = torch.zeros(())
         for batch in batches:
             loss = losses.bc_chunk_loss(self.predict_chunk(batch["obs"]), batch["action_chunk"], batch["chunk_mask"])
             self.optim.zero_grad(set_to_none=True)
             loss.backward()
             self.optim.step()
-            info = {"bc_loss": loss.item()}
-        return info
+        return losses.as_floats({"bc_loss": loss.detach()})

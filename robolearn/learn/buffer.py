@@ -4,8 +4,6 @@ learner's device (pinned host memory and non-blocking copies on CUDA)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -37,7 +35,8 @@ class ReplayBuffer:
         return self.size
 
     def add(self, obs: dict, action: np.ndarray, reward: float, next_obs: dict, done: bool,
-            mc_return: float = 0.0, action_chunk: np.ndarray | None = None, chunk_mask: np.ndarray | None = None) -> None:
+            mc_return: float = 0.0, action_chunk: np.ndarray | None = None, chunk_mask: np.ndarray | None = None) -> int:
+        """Store one transition; returns its slot (the oldest is overwritten once full)."""
         i = self.cursor
         for k in self.obs:
             self.obs[k][i] = obs[k]
@@ -48,6 +47,7 @@ class ReplayBuffer:
         self.action_chunk[i], self.chunk_mask[i] = action_chunk, chunk_mask
         self.cursor = (self.cursor + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+        return i
 
     def add_episode(self, episode: dict[str, np.ndarray], gamma: float, success: bool | None = None,
                     r_neg: float | None = None) -> int:
@@ -109,16 +109,36 @@ class ReplayBuffer:
 
 class MixedBuffer:
     """RLPD symmetric sampling: ``offline_fraction`` of every batch from the demo buffer, the rest from
-    the online buffer (all online while the demo buffer is empty, e.g. WSRL)."""
+    the online buffer (all online while the demo buffer is empty, e.g. WSRL).
 
-    def __init__(self, demo: ReplayBuffer, online: ReplayBuffer, offline_fraction: float = 0.5):
+    Online transitions are grouped into episodes by an ``episode`` key (one per actor stream); when an
+    episode ends, its Monte-Carlo return-to-go (Cal-QL's floor; ``r_neg``/(1−γ) for a failed
+    sparse-reward episode) is written into its transitions in both buffers.
+    """
+
+    def __init__(self, demo: ReplayBuffer, online: ReplayBuffer, offline_fraction: float = 0.5,
+                 gamma: float = 0.99, r_neg: float | None = 0.0):
         self.demo, self.online, self.offline_fraction = demo, online, offline_fraction
+        self.gamma, self.r_neg = gamma, r_neg
+        self._open: dict[str, list[tuple[int, int | None, float, bool]]] = {}
 
-    def add(self, *args, intervention: bool = False, **kwargs) -> None:
+    def add(self, obs: dict, action: np.ndarray, reward: float, next_obs: dict, done: bool,
+            intervention: bool = False, success: bool = False, episode: str = "") -> None:
         """Add an online transition; a teleop intervention also goes to the demo buffer (HIL-SERL)."""
-        self.online.add(*args, **kwargs)
-        if intervention:
-            self.demo.add(*args, **kwargs)
+        i = self.online.add(obs, action, reward, next_obs, done)
+        j = self.demo.add(obs, action, reward, next_obs, done) if intervention else None
+        self._open.setdefault(episode, []).append((i, j, float(reward), bool(success)))
+
+    def end_episode(self, episode: str = "") -> None:
+        """Write the return-to-go of the episode that just ended into its transitions."""
+        steps = self._open.pop(episode, [])
+        if not steps:
+            return
+        rtg = mc_return_to_go(np.array([r for _, _, r, _ in steps]), self.gamma, any(s for *_, s in steps), self.r_neg)
+        for (i, j, _, _), value in zip(steps, rtg):
+            self.online.mc_return[i] = value
+            if j is not None:
+                self.demo.mc_return[j] = value
 
     def sample(self, batch_size: int, device: torch.device | str = "cpu") -> dict:
         n_demo = int(round(batch_size * self.offline_fraction)) if len(self.demo) else 0
@@ -144,22 +164,3 @@ def to_device(batch: dict, device: torch.device) -> dict:
             return t.pin_memory().to(device, non_blocking=True)
         return t
     return {k: ({kk: move(vv) for kk, vv in v.items()} if isinstance(v, dict) else move(v)) for k, v in batch.items()}
-
-
-def load_store_demos(store_path: str | Path, buffer: ReplayBuffer, gamma: float, task: str | None = None,
-                     r_neg: float | None = None) -> int:
-    """Add every episode of a DemoStore (optionally only ``task``'s) to ``buffer``; returns transitions added."""
-    from robolearn.store import DemoStore
-
-    store = DemoStore.open(store_path, mode="r")
-    missing = [k for k in buffer.obs if k not in store.keys]
-    if missing:
-        raise ValueError(f"store {store_path} lacks observation keys {missing} (it has {sorted(store.keys)}); "
-                         "record them or train on the keys it has")
-    added = 0
-    for i in range(store.n_episodes):
-        meta = store.episode_meta(i)
-        if task is not None and meta.get("task") not in (None, task):
-            continue
-        added += buffer.add_episode(store.episode(i), gamma, meta.get("success"), r_neg)
-    return added

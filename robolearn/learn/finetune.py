@@ -1,6 +1,10 @@
 """Online fine-tuning behind ``robolearn finetune``: RLPD / Cal-QL / WSRL on the twin with demonstrations
-from a DemoStore, an optional learned reward, every online episode appended to the store; in one
-process (``actors=0``) or K actor processes and this process as the learner over Zenoh."""
+from a DemoStore, an optional learned reward, optional teleop interventions, every online episode
+appended to the store.
+
+Roles: ``all`` runs everything on this machine, in one process (``actors=0``) or as K actor processes
+plus this process as the learner over Zenoh; ``learner`` opens the Zenoh router and trains (e.g. on a
+GPU machine); ``actor`` connects to that router and runs the policy (e.g. on the robot PC)."""
 
 from __future__ import annotations
 
@@ -17,11 +21,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from robolearn.learn.agents import config_to_dict, make_agent
-from robolearn.learn.api import TrainResult, save_agent, train_online
+from robolearn.learn.actor_learner import Actor, ActorLearnerConfig, Learner
+from robolearn.learn.agents import config_from_dict, config_to_dict, make_agent
+from robolearn.learn.api import (
+    TrainResult,
+    evaluate,
+    fit_normalization,
+    observation_spaces,
+    save_agent,
+    train_online,
+)
 from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
 from robolearn.learn.checkpoint import load_checkpoint, read_config
-from robolearn.learn.policy import pick_device
+from robolearn.learn.policy import AgentPolicy, pick_device
 from robolearn.learn.runner import ScalarLogger, load_algo_config, store_buffer
 
 
@@ -64,33 +76,53 @@ def store_lock(store_path: str):
 
 
 def episode_appender(store_path: str, task: str, store_keys: list[str]):
+    """``append(arrays, meta)``: one online episode into the store (the keys it holds), under a lock."""
     from robolearn.store import DemoStore
 
     def append(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         data = {k: v for k, v in arrays.items() if k in store_keys}
         data.setdefault("stamp_ns", np.full(len(arrays["action"]), time.time_ns(), np.int64))
+        interventions = int(np.sum(arrays.get("intervention", 0)))
         with store_lock(store_path):
             DemoStore.open(store_path, mode="a").append_episode(
-                data, {"task": task, "source": "online", "success": bool(meta["success"]), "operator": "policy"})
+                data, {"task": task, "source": "online", "success": bool(meta["success"]),
+                       "operator": "policy+human" if interventions else "policy", "interventions": interventions})
     return append
 
 
-def build_env(cell: str, task: str, seed: int, cameras: bool, reward: str) -> gym.Env:
+def build_env(cell: str, task: str, seed: int, cameras: bool, reward: str, teleop: str | None = None,
+              intervene_probability: float = 0.05) -> gym.Env:
+    """The twin env, wrapped with a learned reward (unless ``oracle``) and with interventions from
+    ``teleop``: ``expert`` (the scripted expert takes over at random, ``intervene_probability`` per
+    step) or a teleop device type (``spacemouse``, ``keyboard``, ``gamepad``: the operator takes over)."""
     from robolearn.env import make_env
+    from robolearn.learn.intervention import Intervention, ScriptedIntervention
 
     env = make_env(cell=cell, task=task, seed=seed, cameras=cameras)
+    if teleop == "expert":
+        from robolearn.sim.experts import make_expert
+
+        env = Intervention(env, ScriptedIntervention(make_expert(env, seed=seed), intervene_probability, seed=seed))
+    elif teleop:
+        from robolearn.rollout import make_teleop
+
+        env = Intervention(env, make_teleop(teleop, env))
     if reward != "oracle":
         from robolearn.reward import load_reward_model
 
-        env = LearnedReward(env, load_reward_model(reward, env=env))
+        env = LearnedReward(env, load_reward_model(reward, env=env.unwrapped))
     return env
 
 
 def init_agent(cfg: Any, init: str | None, shapes: dict[str, tuple[int, ...]], action_dim: int,
-               device: torch.device) -> torch.nn.Module | None:
-    agent = make_agent(cfg, shapes, action_dim).to(device)
+               device: torch.device, demos: ReplayBuffer | None = None) -> torch.nn.Module:
+    """The agent of checkpoint ``init``, else a fresh one (observations standardized with ``demos``)."""
+    agent = make_agent(cfg, shapes, action_dim)
     if init is None:
-        return None
+        if demos is not None:
+            fit_normalization(agent, demos)
+        return agent.to(device)
+    agent = agent.to(device)
     source = read_config(init)
     if sorted(source["obs_shapes"]) != sorted(shapes):
         raise SystemExit(f"robolearn: {init} was trained on {sorted(source['obs_shapes'])}, not {sorted(shapes)}; pass --obs")
@@ -104,74 +136,99 @@ def init_agent(cfg: Any, init: str | None, shapes: dict[str, tuple[int, ...]], a
 
 def finetune(algo: str, store: str, task: str, cell: str, steps: int, out: str, init: str | None = None,
              reward: str = "oracle", actors: int = 0, config_path: str | None = None, overrides: tuple[str, ...] = (),
-             keys: list[str] | None = None, device: str | None = None, seed: int = 0, eval_episodes: int = 10) -> dict[str, Any]:
-    from robolearn.learn.api import evaluate
-    from robolearn.learn.policy import AgentPolicy
+             keys: list[str] | None = None, device: str | None = None, seed: int = 0, eval_episodes: int = 10,
+             role: str = "all", router: str | None = None, teleop: str | None = None,
+             intervene_probability: float = 0.05, hold_when_learner_away: bool = False,
+             wandb_project: str | None = None, compile: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Fine-tune online for ``steps`` env steps in total (see the module doc for ``role``); writes
+    ``out/last`` and, with actors, the crash-safe learner checkpoint ``out/learner`` (rerun to resume).
+
+    Demonstrations are the store's episodes of ``task`` that did not come from earlier online runs;
+    online episodes of this run are appended to the store as they finish."""
     from robolearn.store import DemoStore
 
+    if role not in ("all", "learner", "actor"):
+        raise ValueError(f"role must be all, learner or actor, got {role!r}")
     cfg = load_algo_config(algo, config_path, overrides)
-    dev = pick_device(device)
-    demos, shapes, action_dim = store_buffer(store, task, keys, cfg.gamma)
+    out_dir = Path(out)
     store_keys = list(DemoStore.open(store, mode="r").keys)
     cameras = any(k.startswith("rgb_") for k in store_keys)
-    agent = init_agent(cfg, init, shapes, action_dim, dev)
+    al = ActorLearnerConfig(router=router or "tcp/127.0.0.1:7447", prefix=f"robolearn/learn/{task}",
+                            hold_when_learner_away=hold_when_learner_away)
+    env_args = (cell, task, cameras, reward, teleop, intervene_probability)
+    if role == "actor":
+        result_path = out_dir / "actor.json"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        finetune_actor_main(env_args, seed, {"algo": cfg.algo, **config_to_dict(cfg)}, keys, init, store,
+                            al.__dict__, f"actor-{seed}", steps, str(result_path))
+        return {"algo": algo, "role": role, "router": al.router, **json.loads(result_path.read_text())}
+
+    dev = pick_device(device)
+    demos, shapes, action_dim = store_buffer(store, task, keys, cfg.gamma, r_neg=cfg.r_neg,
+                                             exclude_sources=("online",), extra_capacity=steps)
+    agent = init_agent(cfg, init, shapes, action_dim, dev, demos)
     append = episode_appender(store, task, store_keys)
-    out_dir = Path(out)
     extra = {"task": task, "cell": cell, "store": str(store), "reward": reward}
+    logger = ScalarLogger(out_dir / "logs", wandb_project, {"algo": algo, **config_to_dict(cfg)})
     stats: dict[str, Any] = {}
     start = time.monotonic()
-    if actors == 0:
-        env = build_env(cell, task, seed, cameras, reward)
-        logger = ScalarLogger(out_dir / "logs")
+    if role == "all" and actors == 0:
+        env = build_env(*env_args[:2], seed, *env_args[2:])
         result: TrainResult = train_online(env, cfg, steps, demos=None if cfg.offline_fraction == 0 else demos,
-                                           init_agent=agent, device=dev, seed=seed, obs_keys=sorted(shapes),
-                                           on_episode=append, log=lambda step, info: logger.log(step, info))
-        logger.close()
+                                           init_agent=agent if init else None, device=dev, seed=seed,
+                                           obs_keys=sorted(shapes), on_episode=append, log=logger.log,
+                                           compile=compile, progress=progress)
         agent = result.agent
         if isinstance(env, LearnedReward):
             stats.update(env.stats())
-        stats.update(episodes=len(result.episode_successes), online_success_rate=float(np.mean(result.episode_successes or [0])),
-                     updates=result.updates)
+        stats.update(episodes=len(result.episode_successes), updates=result.updates,
+                     online_success_rate=float(np.mean(result.episode_successes or [0])))
     else:
-        agent, learner_stats = _distributed(cfg, agent, demos, shapes, action_dim, store, task, cell, steps, out_dir,
-                                            init, reward, actors, seed, cameras, dev, extra)
+        local_actors = actors if role == "all" else 0
+        agent, learner_stats = run_learner(cfg, agent, demos, shapes, action_dim, store, steps, out_dir, init, env_args,
+                                           local_actors, seed, dev, extra, al, router, logger, compile, progress)
         stats.update(learner_stats)
+    logger.close()
     save_agent(out_dir / "last", agent, shapes, steps, **extra)
     eval_env = build_env(cell, task, seed + 1000, cameras, "oracle")
     evaluation = evaluate(eval_env, AgentPolicy(agent, sorted(shapes), dev), eval_episodes, seed=200_000)
-    return {"algo": algo, "env_steps": steps, "actors": actors, "checkpoint": str(out_dir / "last"),
+    return {"algo": algo, "role": role, "env_steps": steps, "actors": actors, "checkpoint": str(out_dir / "last"),
             "success_rate": evaluation["success_rate"], "wall_minutes": round((time.monotonic() - start) / 60, 2),
             "device": str(dev), **stats}
 
 
-def _distributed(cfg, agent, demos, shapes, action_dim, store, task, cell, steps, out_dir, init, reward, actors,
-                 seed, cameras, dev, extra) -> tuple[torch.nn.Module, dict[str, Any]]:
-    from robolearn.learn.actor_learner import ActorLearnerConfig, Learner
+def run_learner(cfg: Any, agent: torch.nn.Module, demos: ReplayBuffer, shapes: dict[str, tuple[int, ...]],
+                action_dim: int, store: str, steps: int, out_dir: Path, init: str | None, env_args: tuple,
+                actors: int, seed: int, dev: torch.device, extra: dict[str, Any], al: ActorLearnerConfig,
+                router: str | None, logger: ScalarLogger, compile: bool, progress: bool) -> tuple[torch.nn.Module, dict]:
+    """This process as the learner behind a Zenoh router it opens (``router``, or a free local port),
+    with ``actors`` local actor processes; returns when ``steps`` transitions are committed."""
+    from robolearn.learn.api import compile_agent
     from robolearn.ros.zenoh_backend import free_endpoint, open_router
 
-    router_endpoint = free_endpoint()
-    router = open_router(router_endpoint)
-    al = ActorLearnerConfig(router=router_endpoint, prefix=f"robolearn/learn/{out_dir.name}")
-    agent = agent if agent is not None else make_agent(cfg, shapes, action_dim).to(dev)
+    listen = router or free_endpoint()
+    zenoh_router = open_router(listen)
+    al.router = listen.replace("0.0.0.0", "127.0.0.1")
     spaces = {k: (s, np.dtype(np.uint8) if k.startswith("rgb_") else np.dtype(np.float32)) for k, s in shapes.items()}
-    online = ReplayBuffer(spaces, action_dim, max(steps, 1))
-    buffer = MixedBuffer(demos, online, cfg.offline_fraction)
+    buffer = MixedBuffer(demos, ReplayBuffer(spaces, action_dim, max(steps, 1)), cfg.offline_fraction, cfg.gamma, cfg.r_neg)
     learner = Learner(agent, buffer, out_dir / "learner", al, dev, extra)
+    if compile:
+        compile_agent(agent)
+    remaining = max(steps - learner.total_committed(), 0)
     ctx = mp.get_context("spawn")
-    per_actor = -(-steps // actors)
-    procs = []
-    for i in range(actors):
-        result_path = out_dir / f"actor{i}.json"
-        procs.append(ctx.Process(target=finetune_actor_main, args=(
-            cell, task, seed + 1000 * i, cameras, reward, {"algo": cfg.algo, **config_to_dict(cfg)}, sorted(shapes),
-            init, store, al.__dict__, f"actor{i}", per_actor, str(result_path))))
+    procs = [ctx.Process(target=finetune_actor_main, args=(
+        env_args, seed + 1000 * i, {"algo": cfg.algo, **config_to_dict(cfg)}, sorted(shapes), init, store, al.__dict__,
+        f"actor{i}", -(-remaining // actors), str(out_dir / f"actor{i}.json"))) for i in range(actors)]
     out_dir.mkdir(parents=True, exist_ok=True)
     for p in procs:
         p.start()
-    bar = tqdm(total=per_actor * actors, desc=f"{cfg.algo} learner", unit="transition", leave=False)
+    bar = tqdm(total=steps, initial=learner.total_committed(), desc=f"{cfg.algo} learner", unit="transition",
+               leave=False, disable=not progress)
     try:
-        while learner.total_committed() < per_actor * actors and any(p.is_alive() for p in procs):
-            learner.step()
+        while learner.total_committed() < steps and (not procs or any(p.is_alive() for p in procs)):
+            info = learner.step()
+            if info and learner.updates % 100 == 0:
+                logger.log(learner.total_committed(), info)
             bar.update(learner.total_committed() - bar.n)
         learner.checkpoint()
         bar.close()
@@ -182,41 +239,43 @@ def _distributed(cfg, agent, demos, shapes, action_dim, store, task, cell, steps
             if p.is_alive():
                 p.kill()
         learner.close()
-        router.close()
+        zenoh_router.close()
     failed = [(i, p.exitcode) for i, p in enumerate(procs) if p.exitcode != 0]
     if failed:
         raise SystemExit(f"robolearn: actor processes {failed} (index, exit code) failed; see their errors above. "
                          f"The learner checkpoint in {out_dir / 'learner'} holds every committed transition; rerun to resume")
     actor_stats = [json.loads((out_dir / f"actor{i}.json").read_text()) for i in range(actors)
                    if (out_dir / f"actor{i}.json").exists()]
-    stats: dict[str, Any] = {"updates": learner.updates, "committed_transitions": learner.total_committed()}
-    if reward != "oracle" and actor_stats:
+    stats: dict[str, Any] = {"updates": learner.updates, "committed_transitions": learner.total_committed(),
+                             "demo_transitions": len(buffer.demo), "interventions": sum(a["interventions"] for a in actor_stats)}
+    if env_args[3] != "oracle" and actor_stats:
         fp = sum(a["reward_false_positives"] for a in actor_stats)
         neg = sum(a["reward_negative_steps"] for a in actor_stats)
         stats.update(reward_false_positive_rate=fp / max(neg, 1), reward_false_positives=fp)
     return agent, stats
 
 
-def finetune_actor_main(cell: str, task: str, seed: int, cameras: bool, reward: str, algo_config: dict[str, Any],
-                        keys: list[str], init: str | None, store: str, al_config: dict[str, Any], actor_id: str,
-                        steps: int, result_path: str) -> None:
-    """One actor process: the twin (with the learned reward if any), appending its episodes to the store."""
-    from robolearn.learn.actor_learner import Actor, ActorLearnerConfig
-    from robolearn.learn.agents import config_from_dict
-    from robolearn.learn.api import observation_spaces
+def finetune_actor_main(env_args: tuple, seed: int, algo_config: dict[str, Any], keys: list[str] | None,
+                        init: str | None, store: str, al_config: dict[str, Any], actor_id: str, steps: int,
+                        result_path: str) -> None:
+    """One actor: the twin (with the learned reward and interventions, if any) for ``steps`` env steps,
+    streaming transitions to the learner and appending its episodes to ``store``; then it resends
+    until the learner has committed everything and writes its counts to ``result_path``."""
     from robolearn.store import DemoStore
 
-    env = build_env(cell, task, seed, cameras, reward)
+    cell, task, cameras, reward, teleop, intervene_probability = env_args
+    env = build_env(cell, task, seed, cameras, reward, teleop, intervene_probability)
     spaces = observation_spaces(env.observation_space)
-    shapes = {k: spaces[k][0] for k in keys}
+    keys = keys or sorted(k for k in spaces if k in ("state", "object_state"))
     cfg = config_from_dict(algo_config["algo"], {k: v for k, v in algo_config.items() if k != "algo"})
-    agent = init_agent(cfg, init, shapes, int(np.prod(env.action_space.shape)), torch.device("cpu"))
-    agent = agent if agent is not None else make_agent(cfg, shapes, int(np.prod(env.action_space.shape)))
+    agent = init_agent(cfg, init, {k: spaces[k][0] for k in keys}, int(np.prod(env.action_space.shape)),
+                       torch.device("cpu"))
     store_keys = list(DemoStore.open(store, mode="r").keys)
     actor = Actor(env, agent, ActorLearnerConfig(**al_config), actor_id, on_episode=episode_appender(store, task, store_keys),
                   seed=seed)
     actor.run(steps)
-    flushed = actor.flush(60.0)
+    flushed = actor.flush(120.0)
     stats = env.stats() if isinstance(env, LearnedReward) else {}
-    Path(result_path).write_text(json.dumps({"sent": actor.seq, "flushed": flushed, **stats}))
+    Path(result_path).write_text(json.dumps({"sent": actor.seq, "flushed": flushed, "interventions": actor.interventions,
+                                             **stats}))
     actor.close()

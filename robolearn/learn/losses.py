@@ -47,15 +47,26 @@ def iql_actor_loss(advantage: torch.Tensor, log_prob: torch.Tensor, beta: float)
 
 
 # ----- SAC / RLPD ----------------------------------------------------------------------------------
-def random_subset(n: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Indices of ``k`` distinct critics out of ``n`` (RLPD target subset)."""
-    return torch.randperm(n, generator=generator)[:k]
+def random_subset(n: int, k: int, generator: torch.Generator | None = None,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """Indices of ``k`` distinct critics out of ``n`` (RLPD target subset), on ``device``."""
+    return torch.randperm(n, generator=generator).to(device)[:k]
 
 
-def td_target(target_q_subset: torch.Tensor, reward: torch.Tensor, done: torch.Tensor, gamma: float,
-              next_log_prob: torch.Tensor | None = None, temperature: float = 0.0) -> torch.Tensor:
-    """r + γ(1−d)(min_subset Q′(s′,a′) − α log π(a′|s′)); ``target_q_subset (k, B)``."""
-    next_v = target_q_subset.min(0).values
+def td_target(target_q: torch.Tensor, reward: torch.Tensor, done: torch.Tensor, gamma: float,
+              next_log_prob: torch.Tensor | None = None, temperature: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """r + γ(1−d)(min_i Q′_i(s′,a′) − α log π(a′|s′)) ``(B,)``.
+
+    target_q ``(k, B)``: the target critics (RLPD: a random subset) at one next action a′ per state.
+    target_q ``(k, B, N)`` with next_log_prob ``(B, N)``: N sampled next actions, and the backup takes the
+    one whose min-over-critics value is largest (CQL/Cal-QL max-target backup), with its log-prob.
+    The entropy term is left out when ``next_log_prob`` is None.
+    """
+    next_v = target_q.min(0).values
+    if next_v.dim() == 2:
+        next_v, best = next_v.max(-1)
+        if next_log_prob is not None:
+            next_log_prob = next_log_prob.gather(-1, best.unsqueeze(-1)).squeeze(-1)
     if next_log_prob is not None:
         next_v = next_v - temperature * next_log_prob
     return reward + gamma * (1.0 - done) * next_v
@@ -66,9 +77,12 @@ def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (q - target.detach()).pow(2).mean(-1).sum()
 
 
-def ensemble_mean_actor_loss(q_pi: torch.Tensor, log_prob: torch.Tensor, temperature: torch.Tensor | float) -> torch.Tensor:
-    """E[α log π − mean_i Q_i(s, a~π)]; ``q_pi (n, B)``."""
-    return (temperature * log_prob - q_pi.mean(0)).mean()
+def actor_loss(q_pi: torch.Tensor, log_prob: torch.Tensor, temperature: torch.Tensor | float,
+               reduce: str = "mean") -> torch.Tensor:
+    """E[α log π(a|s) − Q(s, a)], a ~ π(s), with Q the mean over all critics ``q_pi (n, B)`` (RLPD) or
+    their min (``reduce="min"``: SAC/CQL/Cal-QL)."""
+    q = q_pi.mean(0) if reduce == "mean" else q_pi.min(0).values
+    return (temperature * log_prob - q).mean()
 
 
 def temperature_loss(log_temperature: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
@@ -118,6 +132,15 @@ def wsrl_in_warmup(env_step: int, warmup_steps: int) -> bool:
 
 
 def soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
-    with torch.no_grad():
-        for t, s in zip(target.parameters(), source.parameters()):
-            t.lerp_(s, tau)
+    """Polyak averaging θ′ ← (1−τ)θ′ + τθ, one fused op over all parameters."""
+    targets = list(target.parameters())
+    if targets:
+        with torch.no_grad():
+            torch._foreach_lerp_(targets, list(source.parameters()), tau)
+
+
+def as_floats(info: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors → floats with a single device sync (one ``tolist`` instead of one ``item`` each)."""
+    if not info:
+        return {}
+    return dict(zip(info, torch.stack([v.detach().float() for v in info.values()]).tolist()))

@@ -21,14 +21,18 @@ def is_image_key(key: str) -> bool:
     return key.startswith("rgb_")
 
 
+ACTIVATIONS: dict[str, tuple] = {"relu": (F.relu, nn.ReLU), "tanh": (torch.tanh, nn.Tanh)}
+
+
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = False,
-        activation: type[nn.Module] = nn.ReLU, norm_affine: bool = True) -> nn.Sequential:
+        activation: str = "relu") -> nn.Sequential:
+    """Linear → [LayerNorm] → activation per hidden width, then a Linear to ``out_dim``."""
     layers: list[nn.Module] = []
     for width in hidden:
         layers.append(nn.Linear(in_dim, width))
         if layer_norm:
-            layers.append(nn.LayerNorm(width, elementwise_affine=norm_affine))
-        layers.append(activation())
+            layers.append(nn.LayerNorm(width))
+        layers.append(ACTIVATIONS[activation][1]())
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
@@ -89,16 +93,19 @@ class _BasicBlock(nn.Module):
 
 
 class ResNetEncoder(nn.Module):
-    """ResNet-10 (one block per stage, as in SERL) or ResNet-18 (two blocks), GroupNorm, followed by
-    a learned spatial embedding (SERL) projected to ``latent_dim``.
+    """ResNet-10 (one block per stage, as in SERL) or ResNet-18 (two blocks) with GroupNorm (4 groups,
+    as SERL's), then SERL's learned spatial embeddings, dropout 0.1 and a Dense → LayerNorm → tanh
+    bottleneck of ``latent_dim``. images ``(B, 3, H, W)`` float in [0, 1] → ``(B, latent_dim)``.
 
-    ``weights_path``: optional safetensors file with this module's state dict (e.g. converted ImageNet
-    weights); ``freeze=True`` keeps the trunk fixed (SERL freezes the pretrained ResNet-10).
+    ``weights_path``: optional local safetensors file with the trunk's tensors (keys as in this module's
+    ``state_dict``, e.g. ImageNet weights converted once); ``freeze=True`` keeps the trunk fixed (SERL
+    freezes its pretrained ResNet-10).
     """
 
     def __init__(self, depth: int = 10, image_hw: tuple[int, int] = (128, 128), latent_dim: int = 256,
-                 weights_path: str | Path | None = None, freeze: bool = False):
+                 weights_path: str | Path | None = None, freeze: bool = False, spatial_features: int = 8):
         super().__init__()
+        self.depth = depth
         blocks = {10: 1, 18: 2}
         if depth not in blocks:
             raise ValueError(f"ResNet depth {depth} is not supported; use 10 or 18")
@@ -111,21 +118,38 @@ class ResNetEncoder(nn.Module):
                 in_ch = ch
         self.stages = nn.Sequential(*stages)
         fh, fw = math.ceil(image_hw[0] / 32), math.ceil(image_hw[1] / 32)
-        self.spatial_embedding = nn.Parameter(torch.randn(512, fh, fw) / math.sqrt(fh * fw))
-        self.project = nn.Sequential(nn.Linear(512, latent_dim), nn.LayerNorm(latent_dim), nn.Tanh())
+        # SERL's SpatialLearnedEmbeddings: ``spatial_features`` learned (fh, fw) maps per channel.
+        self.spatial_embedding = nn.Parameter(nn.init.kaiming_normal_(torch.empty(512, fh, fw, spatial_features)))
+        self.project = nn.Sequential(nn.Dropout(0.1), nn.Linear(512 * spatial_features, latent_dim),
+                                     nn.LayerNorm(latent_dim), nn.Tanh())
         self.out_dim = latent_dim
         self.frozen = freeze
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         if weights_path is not None:
-            self.load_state_dict(load_file(str(weights_path)), strict=False)
+            self.load_trunk(weights_path)
         if freeze:
             for p in list(self.stem.parameters()) + list(self.stages.parameters()):
                 p.requires_grad_(False)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def load_trunk(self, weights_path: str | Path) -> None:
+        """Load a safetensors state dict holding at least every ``stem.*`` and ``stages.*`` tensor of
+        this depth (head tensors are loaded too when present and of the right shape)."""
+        state = load_file(str(weights_path))
+        own = self.state_dict()
+        trunk = [k for k in own if k.startswith(("stem.", "stages."))]
+        missing = [k for k in trunk if k not in state]
+        unexpected = [k for k in state if k not in own]
+        wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+        if missing or unexpected or wrong:
+            raise ValueError(f"{weights_path} does not fit a ResNet-{self.depth} trunk: missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]} (of {len(missing)}, "
+                             f"{len(unexpected)}, {len(wrong)})")
+        self.load_state_dict(state, strict=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         feats = self.stages(self.stem((images - self.mean) / self.std))  # (B, 512, fh, fw)
-        pooled = (feats * self.spatial_embedding).sum(dim=(2, 3))
+        pooled = torch.einsum("bchw,chwf->bcf", feats, self.spatial_embedding).flatten(1)  # (B, 512·F)
         return self.project(pooled)
 
 
@@ -133,7 +157,8 @@ class ObservationEncoder(nn.Module):
     """Fuses several cameras and vector observations into one feature vector.
 
     Each camera gets its own image encoder (``cnn``, ``resnet10``, ``resnet18``); vector keys are
-    concatenated and, when ``proprio_latent_dim`` > 0, passed through a small MLP. ``augment`` applies
+    concatenated and, when ``proprio_latent_dim`` > 0, encoded by Dense → LayerNorm → tanh (SERL).
+    forward(obs) → ``(B, out_dim)``: the vector part first, then one latent per camera in key order. ``augment`` applies
     DrQ random shift to images in training mode.
     """
 
@@ -155,13 +180,30 @@ class ObservationEncoder(nn.Module):
             else:
                 raise ValueError(f"unknown image encoder {image_encoder!r}; use cnn, resnet10 or resnet18")
         vector_dim = sum(int(math.prod(obs_shapes[k])) for k in self.vector_keys)
-        self.proprio = mlp(vector_dim, (256,), proprio_latent_dim, layer_norm=True) if proprio_latent_dim else None
+        self.proprio = None
+        if proprio_latent_dim:  # SERL's state encoder: Dense → LayerNorm → tanh
+            self.proprio = nn.Sequential(nn.Linear(vector_dim, proprio_latent_dim), nn.LayerNorm(proprio_latent_dim), nn.Tanh())
         self.out_dim = (proprio_latent_dim or vector_dim) + sum(c.out_dim for c in self.cameras.values())
+        # Standardization of the concatenated vector part (identity until ``set_normalization``); buffers,
+        # so checkpoints and pushed weights carry it.
+        self.register_buffer("vector_mean", torch.zeros(vector_dim))
+        self.register_buffer("vector_std", torch.ones(vector_dim))
+
+    def set_normalization(self, vectors: torch.Tensor, min_std: float = 1e-2) -> None:
+        """Standardize the vector part with the mean and std of ``vectors`` ``(N, vector_dim)`` (the
+        concatenated vector keys, in key order), std floored at ``min_std``."""
+        self.vector_mean.copy_(vectors.mean(0))
+        self.vector_std.copy_(vectors.std(0, correction=0).clamp(min=min_std))
+
+    def vector(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The standardized vector keys ``(B, vector_dim)``, clipped to ±10 std."""
+        vec = torch.cat([obs[k].flatten(1).float() for k in self.vector_keys], dim=-1)
+        return ((vec - self.vector_mean) / self.vector_std).clamp(-10.0, 10.0)
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []
         if self.vector_keys:
-            vec = torch.cat([obs[k].flatten(1).float() for k in self.vector_keys], dim=-1)
+            vec = self.vector(obs)
             parts.append(vec if self.proprio is None else self.proprio(vec))
         for key in self.image_keys:
             images = obs[key]
@@ -177,14 +219,18 @@ class GaussianTanhActor(nn.Module):
     """π(a|s): MLP → mean, log-std; a = tanh(u), u ~ N(mean, std). Log-probs include the tanh
     Jacobian. ``action_dim`` may be a chunk (h·|A|)."""
 
-    def __init__(self, in_dim: int, action_dim: int, hidden: tuple[int, ...] = (256, 256), layer_norm: bool = False):
+    def __init__(self, in_dim: int, action_dim: int, hidden: tuple[int, ...] = (256, 256), layer_norm: bool = False,
+                 activation: str = "relu"):
         super().__init__()
-        self.trunk = mlp(in_dim, hidden[:-1], hidden[-1], layer_norm)
+        self.trunk = mlp(in_dim, hidden, hidden[-1], layer_norm, activation)[:-1]  # hidden layers with activations
         self.head = nn.Linear(hidden[-1], 2 * action_dim)
         self.action_dim = action_dim
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.head(F.relu(self.trunk(features))).chunk(2, dim=-1)
+        """``(mean, log_std)``, each ``(B, A)`` float32 (the head runs outside autocast)."""
+        hidden = self.trunk(features)
+        with torch.autocast(hidden.device.type, enabled=False):
+            mean, log_std = self.head(hidden.float()).chunk(2, dim=-1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1.0)
         return mean, log_std
 
@@ -215,11 +261,12 @@ def tanh_log_det(u: torch.Tensor) -> torch.Tensor:
 
 
 class EnsembleLinear(nn.Module):
-    """``n`` independent linear layers applied as one batched matmul: ``(n, B, in) → (n, B, out)``."""
+    """``n`` independent linear layers applied as one batched matmul: ``(n, B, in) → (n, B, out)``.
+    ``members`` (k indices) applies only those layers: ``(k, B, in) → (k, B, out)``."""
 
     def __init__(self, n: int, in_dim: int, out_dim: int):
         super().__init__()
-        bound = 1.0 / math.sqrt(in_dim)
+        bound = 1.0 / math.sqrt(in_dim)  # torch.nn.Linear's default initialization, per member
         self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound))
 
@@ -229,13 +276,27 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the last axis with a learned scale and offset per ensemble member: ``(n, B, H)``."""
+
+    def __init__(self, n: int, width: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n, 1, width))
+        self.bias = nn.Parameter(torch.zeros(n, 1, width))
+
+    def forward(self, h: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+        return torch.addcmul(bias, F.layer_norm(h, h.shape[-1:]), weight)
+
+
 class CriticEnsemble(nn.Module):
-    """``n`` LayerNorm MLP Q-functions computed together (RLPD/SERL).
+    """``n`` LayerNorm MLP Q-functions computed together (RLPD/SERL) as one module.
 
     Every layer is one batched matmul over the ensemble axis (the shared input is broadcast, not
-    copied), so activations stay contiguous ``(n, B, H)`` and LayerNorm/activations run once.
-    forward(features (B, F), action (B, A), members=None) → Q ``(n, B)``; ``members`` (k indices)
-    evaluates only those critics (the RLPD target subset), giving ``(k, B)``.
+    copied), so activations stay contiguous ``(n, B, H)`` and each LayerNorm/activation is one op.
+    forward(features (B, F), action (B, A), members=None) → Q ``(n, B)`` float32 (the output layer runs
+    outside autocast); ``members`` (k indices) evaluates only those critics (the RLPD target subset),
+    giving ``(k, B)``.
     """
 
     def __init__(self, in_dim: int, action_dim: int, n: int = 10, hidden: tuple[int, ...] = (256, 256),
@@ -244,20 +305,21 @@ class CriticEnsemble(nn.Module):
         self.n, self.hidden = n, hidden
         widths = (in_dim + action_dim, *hidden)
         self.layers = nn.ModuleList(EnsembleLinear(n, a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.norms = nn.ModuleList(EnsembleLayerNorm(n, w) for w in hidden) if layer_norm else None
         self.out = EnsembleLinear(n, hidden[-1], 1)
-        self.layer_norm = layer_norm
-        self.act = {"relu": F.relu, "tanh": torch.tanh}[activation]
-
-    def _norm(self, h: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(h, h.shape[-1:]) if self.layer_norm else h
+        self.act = ACTIVATIONS[activation][0]
 
     def forward(self, features: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
         x = torch.cat([features, action], dim=-1)
         n = self.n if members is None else len(members)
         h = x.expand(n, *x.shape)
-        for layer in self.layers:
-            h = self.act(self._norm(layer(h, members)))
-        return self.out(h, members).squeeze(-1)
+        for i, layer in enumerate(self.layers):
+            h = layer(h, members)
+            if self.norms is not None:
+                h = self.norms[i](h, members)
+            h = self.act(h)
+        with torch.autocast(h.device.type, enabled=False):
+            return self.out(h.float(), members).squeeze(-1)
 
 
 class LoopCriticEnsemble(nn.Module):
@@ -266,8 +328,7 @@ class LoopCriticEnsemble(nn.Module):
 
     def __init__(self, in_dim: int, action_dim: int, n: int = 10, hidden: tuple[int, ...] = (256, 256)):
         super().__init__()
-        self.critics = nn.ModuleList(mlp(in_dim + action_dim, hidden, 1, layer_norm=True, norm_affine=False)
-                                     for _ in range(n))
+        self.critics = nn.ModuleList(mlp(in_dim + action_dim, hidden, 1, layer_norm=True) for _ in range(n))
         self.n = n
 
     def forward(self, features: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """Drivers behind ``robolearn train`` and ``robolearn finetune``: store → buffer, agent from an algorithm
-YAML, evaluation in the twin, checkpoints with resume, TensorBoard scalars."""
+YAML, evaluation in the twin, checkpoints with resume, scalars to TensorBoard (and wandb)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,21 @@ import numpy as np
 import torch
 
 from robolearn.config import ConfigError, load_config
-from robolearn.learn.agents import config_class, make_agent
-from robolearn.learn.api import evaluate, init_distributed, save_agent, train_offline
+from robolearn.learn.agents import config_class, config_to_dict, make_agent
+from robolearn.learn.api import (
+    evaluate,
+    fit_normalization,
+    init_distributed,
+    resolve_run_length,
+    save_agent,
+    train_offline,
+)
 from robolearn.learn.buffer import ReplayBuffer
 from robolearn.learn.checkpoint import load_checkpoint, recover_checkpoint
 from robolearn.learn.policy import AgentPolicy, pick_device
 
 ALGO_DIR = Path(__file__).resolve().parents[2] / "configs" / "algos"
+EPISODE_KEYS = ("action", "reward", "terminated", "success")
 
 
 def load_algo_config(algo: str, path: str | None = None, overrides: tuple[str, ...] = ()) -> Any:
@@ -32,9 +41,10 @@ def load_algo_config(algo: str, path: str | None = None, overrides: tuple[str, .
 
 
 class ScalarLogger:
-    """TensorBoard scalars when ``tensorboard`` is installed; always a ``scalars.jsonl`` next to them."""
+    """Scalars to ``scalars.jsonl`` always, to TensorBoard when it is installed, and to Weights & Biases
+    when ``wandb_project`` is given (``pip install wandb``; ``WANDB_MODE=offline`` works without a login)."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, wandb_project: str | None = None, run_config: dict[str, Any] | None = None):
         log_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = (log_dir / "scalars.jsonl").open("a")
         try:
@@ -44,6 +54,14 @@ class ScalarLogger:
         except ImportError:
             self.writer = None
             print("robolearn: tensorboard is not installed; scalars go to scalars.jsonl only", file=sys.stderr)
+        self.wandb_run = None
+        if wandb_project:
+            try:
+                import wandb
+            except ImportError as err:
+                raise SystemExit("robolearn: --wandb needs the wandb package: pip install wandb") from err
+            self.wandb_run = wandb.init(project=wandb_project, dir=str(log_dir), config=run_config or {},
+                                        name=log_dir.parent.name, resume="allow")
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
         self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
@@ -51,49 +69,70 @@ class ScalarLogger:
         if self.writer is not None:
             for k, v in scalars.items():
                 self.writer.add_scalar(k, v, step)
+        if self.wandb_run is not None:
+            self.wandb_run.log(scalars, step=step)
 
     def close(self) -> None:
         self.jsonl.close()
         if self.writer is not None:
             self.writer.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
 
 
 def store_buffer(store_path: str, task: str | None, keys: list[str] | None, gamma: float, chunk: int = 1,
-                 r_neg: float | None = 0.0) -> tuple[ReplayBuffer, dict[str, tuple[int, ...]], int]:
-    """Every (task) episode of a DemoStore as transitions; returns (buffer, obs shapes, action dim)."""
+                 r_neg: float | None = 0.0, successful_only: bool = False, exclude_sources: Sequence[str] = (),
+                 extra_capacity: int = 0) -> tuple[ReplayBuffer, dict[str, tuple[int, ...]], int]:
+    """The episodes of a DemoStore as transitions; returns (buffer, obs shapes, action dim).
+
+    task: only that task's episodes. keys: observation keys (default: the vector ones, ``state`` and
+    ``object_state``; images only when nothing else is stored). successful_only / exclude_sources
+    (e.g. ``("online",)``) filter episodes by their metadata. extra_capacity: room beyond the stored
+    steps (interventions are added to the demo buffer while fine-tuning).
+    """
     from robolearn.store import DemoStore
 
     store = DemoStore.open(store_path, mode="r")
     if store.n_episodes == 0:
         raise SystemExit(f"robolearn: store {store_path} has no episodes; record demonstrations first")
-    first = store.episode(0)
-    available = [k for k in first if k == "state" or k == "object_state" or k.startswith("rgb_")]
+    available = [k for k in store.keys if k in ("state", "object_state") or k.startswith("rgb_")]
     keys = keys or [k for k in available if not k.startswith("rgb_")] or available
-    missing = [k for k in keys if k not in first]
+    missing = [k for k in keys if k not in store.keys]
     if missing:
-        raise SystemExit(f"robolearn: store {store_path} lacks {missing}; it has {sorted(first)}")
+        raise SystemExit(f"robolearn: store {store_path} lacks {missing}; it has {sorted(store.keys)}")
+    first = store.episode(0, keys)
     spaces = {k: (first[k].shape[1:], np.dtype(np.uint8) if k.startswith("rgb_") else np.dtype(np.float32)) for k in keys}
-    action_dim = int(first["action"].shape[1])
-    buffer = ReplayBuffer(spaces, action_dim, max(store.n_steps, 1), chunk=chunk)
-    for i in range(store.n_episodes):
-        meta = store.episode_meta(i)
-        if task is not None and meta.get("task") not in (None, task):
+    action_dim = int(store.episode(0, ["action"])["action"].shape[1])
+    buffer = ReplayBuffer(spaces, action_dim, max(store.n_steps + extra_capacity, 1), chunk=chunk)
+    read_keys = [*keys, *(k for k in EPISODE_KEYS if k in store.keys)]
+    for i, meta in enumerate(store.episode_metas()):
+        if (task is not None and meta.get("task") not in (None, task)) or meta.get("source") in exclude_sources:
             continue
-        buffer.add_episode(store.episode(i), gamma, meta.get("success"), r_neg)
+        if successful_only and not meta.get("success"):
+            continue
+        buffer.add_episode(store.episode(i, read_keys), gamma, meta.get("success"), r_neg)
     if len(buffer) == 0:
-        raise SystemExit(f"robolearn: store {store_path} has no usable transitions for task {task!r}")
+        raise SystemExit(f"robolearn: store {store_path} has no usable transitions for task {task!r}"
+                         + (" among its successful episodes" if successful_only else ""))
     return buffer, {k: tuple(s) for k, (s, _) in spaces.items()}, action_dim
 
 
 def train_from_store(algo: str, store: str, task: str, cell: str, steps: int, eval_every: int, eval_episodes: int,
                      out: str, config_path: str | None = None, overrides: tuple[str, ...] = (),
-                     keys: list[str] | None = None, device: str | None = None, seed: int = 0) -> dict[str, Any]:
-    """Offline training with periodic twin evaluation and checkpoints; resumes from ``out/last``."""
-    cfg = load_algo_config(algo, config_path, overrides)
+                     keys: list[str] | None = None, device: str | None = None, seed: int = 0,
+                     checkpoint_every: int | None = None, wandb_project: str | None = None,
+                     compile: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Offline training with twin evaluation every ``eval_every`` steps and a checkpoint in ``out/last``
+    every ``checkpoint_every`` steps (default: ``eval_every``, else 1000); running it again resumes
+    from ``out/last``. ``out/best`` holds the best-evaluated weights."""
+    cfg = resolve_run_length(load_algo_config(algo, config_path, overrides), steps)
     rank, world = init_distributed()
     dev = pick_device(device)
-    buffer, shapes, action_dim = store_buffer(store, task, keys, getattr(cfg, "gamma", 0.99), getattr(cfg, "chunk", 1))
-    agent = make_agent(cfg, shapes, action_dim).to(dev)
+    buffer, shapes, action_dim = store_buffer(store, task, keys, getattr(cfg, "gamma", 0.99), getattr(cfg, "chunk", 1),
+                                              getattr(cfg, "r_neg", 0.0), getattr(cfg, "successful_only", False))
+    agent = make_agent(cfg, shapes, action_dim)
+    fit_normalization(agent, buffer)
+    agent = agent.to(dev)
     out_dir = Path(out)
     last = out_dir / "last"
     recover_checkpoint(last)
@@ -101,9 +140,10 @@ def train_from_store(algo: str, store: str, task: str, cell: str, steps: int, ev
     if (last / "config.json").exists():
         config, _ = load_checkpoint(last, agent, agent.optimizers(), dev)
         start = int(config["step"])
-    logger = ScalarLogger(out_dir / "logs")
+    checkpoint_every = checkpoint_every or eval_every or 1000
+    logger = ScalarLogger(out_dir / "logs", wandb_project, {"algo": algo, **config_to_dict(cfg)}) if rank == 0 else None
     env = None
-    if eval_every:
+    if eval_every and rank == 0:
         from robolearn.env import make_env
 
         env = make_env(cell=cell, task=task, seed=seed + 1, cameras=any(k.startswith("rgb_") for k in shapes))
@@ -120,15 +160,16 @@ def train_from_store(algo: str, store: str, task: str, cell: str, steps: int, ev
             agent.train()
             evals.append({"step": step, **result})
             logger.log(step, {f"eval/{k}": v for k, v in result.items()})
-            save_agent(last, agent, shapes, step, **extra)
-            best = max(evals, key=lambda e: e["success_rate"])
-            if best["step"] == step:
+            if max(evals, key=lambda e: e["success_rate"])["step"] == step:
                 save_agent(out_dir / "best", agent, shapes, step, **extra, eval=result)
+        if step % checkpoint_every == 0:
+            save_agent(last, agent, shapes, step, **extra)
 
-    train_offline(cfg, buffer, steps, shapes, action_dim, dev, seed, agent=agent, callback=callback, start_step=start)
+    train_offline(cfg, buffer, steps, shapes, action_dim, dev, seed, agent=agent, callback=callback, start_step=start,
+                  compile=compile, progress=progress and rank == 0)
     if rank == 0:
         save_agent(last, agent, shapes, steps, **extra)
-    logger.close()
-    return {"algo": algo, "steps": steps, "resumed_from": start, "world_size": world, "transitions": len(buffer), "checkpoint": str(last),
-            "success_rate": evals[-1]["success_rate"] if evals else None,
+        logger.close()
+    return {"algo": algo, "steps": steps, "resumed_from": start, "world_size": world, "transitions": len(buffer),
+            "checkpoint": str(last), "success_rate": evals[-1]["success_rate"] if evals else None,
             "best_success_rate": max((e["success_rate"] for e in evals), default=None), "device": str(dev)}
