@@ -1,8 +1,15 @@
-"""Maps `drivers/` and `sim/` into the `robolearn` package (DESIGN.md, "Layout")."""
+"""Maps `drivers/`, `sim/` and `configs/` into the `robolearn` package (DESIGN.md, "Layout") and
+ships the data files the code reads: the cell, task and algorithm YAMLs (`robolearn/configs`, found
+by `robolearn.config.resolve_config_path`) and the ROS 2 message definitions (`robolearn/ros/msg`)."""
+
+from pathlib import Path
 
 from setuptools import find_namespace_packages, setup
 
-PACKAGE_ROOTS = {"robolearn": "robolearn", "robolearn.drivers": "drivers", "robolearn.sim": "sim"}
+PACKAGE_ROOTS = {"robolearn": "robolearn", "robolearn.drivers": "drivers", "robolearn.sim": "sim",
+                 "robolearn.configs": "configs"}
+PACKAGE_DATA = {"robolearn.ros": ["msg/*.msg"], "robolearn.configs": ["*.yaml"],
+                **{f"robolearn.configs.{d.name}": ["*.yaml"] for d in Path("configs").iterdir() if d.is_dir()}}
 
 
 def _packages() -> list[str]:
@@ -13,4 +20,4 @@ def _packages() -> list[str]:
     return found
 
 
-setup(packages=_packages())
+setup(packages=_packages(), package_data=PACKAGE_DATA)

@@ -8,11 +8,13 @@ limits. ``configs/cells/sim_panda.yaml`` is the reference example.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from robolearn.config import ChoiceBase, ChoiceRegistry, ConfigError, load_config
+from robolearn.interfaces import CameraIntrinsics
 
 
 @dataclass
@@ -21,7 +23,9 @@ class RobotModelConfig:
 
     model: a built-in arm from its published kinematics (``panda``, ``ur5e``, ``xarm7``; see
     ``robolearn.sim.robots``) or ``mjcf`` to load ``mjcf_path`` (e.g. a Menagerie checkout).
-    home_q_rad: the joint configuration of a reset (and the controller's null-space posture).
+    home_q_rad: the joint configuration of a reset (and the controller's null-space posture); the tool
+    must be inside the safety workspace box there (checked at load). The default is the Panda with
+    the gripper pointing down at (0.46, 0, 0.40) m.
     tcp_offset_m: with a built-in arm, the tool centre point's distance beyond the flange (default:
     the model's gripper); make it match the TCP set on the robot's controller.
     ee_site: with ``mjcf``, the site at the tool centre point. joint_names: with ``mjcf``, the arm
@@ -31,7 +35,7 @@ class RobotModelConfig:
     model: str = "panda"
     base_pos_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
     base_yaw_rad: float = 0.0
-    home_q_rad: tuple[float, ...] = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
+    home_q_rad: tuple[float, ...] = (0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785)
     tcp_offset_m: float | None = None
     mjcf_path: Path | None = None
     ee_site: str = "tcp"
@@ -60,8 +64,11 @@ class CameraConfig(ChoiceBase):
     """A camera: its name, stream size and rate, and its pose in the cell.
 
     pos_m / look_at_m: the camera's position and the point it looks at, in the cell frame, or, with
-    ``mount: wrist``, in the end-effector frame. fov_y_deg sets the intrinsics of a simulated camera;
-    hardware cameras report their own and use the pose as extrinsics.
+    ``mount: wrist``, in the end-effector frame. Intrinsics of the twin's rendering: pinhole
+    ``fx_px, fy_px, cx_px, cy_px`` (focal lengths and principal point in pixels, OpenCV convention
+    with pixel centres at integer coordinates, as a calibrated RealSense reports them) when all four
+    are set, else ``fov_y_deg`` (square pixels, principal point at the image centre). Hardware
+    cameras report their own intrinsics and use the pose as extrinsics.
     """
 
     registry = ChoiceRegistry("camera")
@@ -76,6 +83,10 @@ class CameraConfig(ChoiceBase):
     look_at_m: tuple[float, float, float] = (0.5, 0.0, 0.0)
     up: tuple[float, float, float] = (0.0, 0.0, 1.0)
     fov_y_deg: float = 45.0
+    fx_px: float | None = None
+    fy_px: float | None = None
+    cx_px: float | None = None
+    cy_px: float | None = None
 
     def create(self, cell: CellConfig, twin: Any = None) -> Camera:
         """The driver for this camera (not yet connected); see ``ArmConfig.create``."""
@@ -86,13 +97,40 @@ class CameraConfig(ChoiceBase):
             raise ValueError(f"mount must be 'world' or 'wrist', got {self.mount!r}")
         if self.width_px <= 0 or self.height_px <= 0:
             raise ValueError(f"resolution must be positive, got {self.width_px}x{self.height_px}")
+        if not 0.0 < self.fov_y_deg < 180.0:
+            raise ValueError(f"fov_y_deg must be in (0, 180), got {self.fov_y_deg}")
+        pinhole = {"fx_px": self.fx_px, "fy_px": self.fy_px, "cx_px": self.cx_px, "cy_px": self.cy_px}
+        unset = [name for name, value in pinhole.items() if value is None]
+        if unset and len(unset) < 4:
+            raise ValueError(f"camera {self.name!r}: set all of fx_px, fy_px, cx_px, cy_px or none of them (missing "
+                             f"{', '.join(unset)})")
+        if not unset and (self.fx_px <= 0 or self.fy_px <= 0):
+            raise ValueError(f"camera {self.name!r}: focal lengths fx_px, fy_px must be positive, got "
+                             f"{self.fx_px}, {self.fy_px}")
+
+    @property
+    def has_pinhole(self) -> bool:
+        """Whether the config gives pinhole intrinsics (fx_px, fy_px, cx_px, cy_px) rather than fov_y_deg."""
+        return self.fx_px is not None
+
+    def intrinsics(self) -> CameraIntrinsics:
+        """The pinhole intrinsics of the configured stream: from fx/fy/cx/cy when set, else from
+        ``fov_y_deg`` (square pixels, principal point at the image centre)."""
+        if self.has_pinhole:
+            return CameraIntrinsics(self.width_px, self.height_px, float(self.fx_px), float(self.fy_px),
+                                    float(self.cx_px), float(self.cy_px))
+        focal_px = (self.height_px / 2.0) / math.tan(math.radians(self.fov_y_deg) / 2.0)
+        return CameraIntrinsics(self.width_px, self.height_px, focal_px, focal_px,
+                                (self.width_px - 1) / 2.0, (self.height_px - 1) / 2.0)
 
 
 @dataclass
 class TeleopConfig(ChoiceBase):
-    """A teleop device or scripted operator."""
+    """A teleop device or scripted operator. ``human``: a person drives it (the twin then runs in
+    real time); False for scripted operators."""
 
     registry = ChoiceRegistry("teleop")
+    human: ClassVar[bool] = True
 
     def create(self, cell: CellConfig, twin: Any = None) -> Teleop:
         """The device for this config (not yet connected); see ``ArmConfig.create``."""
@@ -221,7 +259,43 @@ def load_cell(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> 
     if cell.arm is None:
         raise ConfigError(str(path), "arm", f"missing; set arm.type to one of: {', '.join(ArmConfig.registry.names())}")
     cell.source_path = str(path)
+    check_home_in_workspace(cell)
     return cell
+
+
+def check_home_in_workspace(cell: CellConfig) -> None:
+    """Raise ConfigError when the tool centre point at ``robot.home_q_rad`` is outside the safety
+    workspace box: a real arm latches its measured pose as the target on connect, so a home outside
+    the box starts every episode against the box. Built-in robot models only (an ``mjcf`` robot is
+    checked when its twin is built)."""
+    import numpy as np
+
+    from robolearn.sim.robots import robot_models
+
+    model = robot_models().get(cell.robot.model)
+    if model is None:
+        return
+    source, home = cell.source_path or "<cell>", np.asarray(cell.robot.home_q_rad, dtype=np.float64)
+    if len(home) != len(model.joints):
+        raise ConfigError(source, "robot.home_q_rad", f"has {len(home)} values but the {model.name} arm has "
+                          f"{len(model.joints)} joints ({', '.join(j.name for j in model.joints)})")
+    tcp_base = model.tcp_pose(home, cell.robot.tcp_offset_m)[:3, 3]
+    c, s = np.cos(cell.robot.base_yaw_rad), np.sin(cell.robot.base_yaw_rad)
+    tcp_m = np.asarray(cell.robot.base_pos_m) + np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ tcp_base
+    raise_if_outside_workspace(cell, tcp_m)
+
+
+def raise_if_outside_workspace(cell: CellConfig, home_tcp_m: Any) -> None:
+    """ConfigError naming the home tool position ``(3,)`` (cell frame) when it is outside the box."""
+    lower, upper = cell.safety.workspace_min_m, cell.safety.workspace_max_m
+    outside = [axis for axis, v, lo, hi in zip("xyz", home_tcp_m, lower, upper) if not lo - 1e-9 <= v <= hi + 1e-9]
+    if outside:
+        where = ", ".join(f"{v:.4f}" for v in home_tcp_m)
+        raise ConfigError(
+            cell.source_path or "<cell>", "robot.home_q_rad",
+            f"puts the tool at ({where}) m, outside the workspace box {tuple(lower)}..{tuple(upper)} on "
+            f"{', '.join(outside)}; change the home pose or widen safety.workspace_min_m / workspace_max_m "
+            "(the arm starts every episode at home, and the SafetyFilter keeps targets in the box)")
 
 
 # Modules that register arm, camera and teleop types; imported on first lookup so that no

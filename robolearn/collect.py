@@ -2,7 +2,8 @@
 an ``EpisodeRecorder`` writes every observation stream, the action and the episode flags into a
 ``DemoStore``, and each episode is committed atomically with its success marked.
 
-``collect`` is what ``robolearn collect`` runs (and the main loop's collection stages).
+``collect`` is what ``robolearn collect`` runs (and the main loop's collection stages). With a
+teleop device a person drives, the twin runs in real time at the cell's control rate.
 """
 
 from __future__ import annotations
@@ -49,16 +50,20 @@ class CollectSettings:
             raise ConfigError("--episodes", str(self.episodes), "must be positive")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError("--quality", str(self.jpeg_quality), "must be in 1..100")
+        if not self.noise >= 0.0:
+            raise ConfigError("--noise", str(self.noise), "must be ≥ 0: the expert's action noise std, a fraction of "
+                              "the action range (e.g. 0.1)")
 
 
 def open_store(path: Path, cell: Any, cameras: dict[str, Any], quality: int) -> Any:
-    """The store at ``path``, appended to, or a new one with the cell and its camera calibration."""
+    """The store at ``path``, appended to, or a new one with the cell and its camera calibration
+    (where nothing is, or an empty directory)."""
     from robolearn.config import to_dict
     from robolearn.store import DemoStore
 
-    if path.exists():
-        return DemoStore.open(path, mode="a")
-    return DemoStore.create(path, cell_config=to_dict(cell), cameras=cameras, jpeg_quality=quality)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return DemoStore.create(path, cell_config=to_dict(cell), cameras=cameras, jpeg_quality=quality)
+    return DemoStore.open(path, mode="a")
 
 
 def camera_calibration(env: Any) -> dict[str, Any]:
@@ -81,22 +86,27 @@ def collect(settings: CollectSettings) -> dict[str, Any]:
     A store that cannot take these episodes (other keys or frame sizes) raises ConfigError before
     anything is recorded."""
     from robolearn.env import make_env
-    from robolearn.rollout import make_teleop, run_episode
+    from robolearn.rollout import is_human_teleop, make_teleop, run_episode
     from robolearn.store import EpisodeRecorder
 
     env = make_env(settings.cell, settings.task, cameras=settings.cameras, overrides=list(settings.overrides),
-                   task_overrides=list(settings.task_overrides))
+                   task_overrides=list(settings.task_overrides), real_time=is_human_teleop(settings.teleop))
     unwrapped = env.unwrapped
     spaces = env.observation_space.spaces
     streams = list(spaces)
+    store = None
     try:
         store = open_store(Path(settings.store), unwrapped.cell, camera_calibration(env), settings.jpeg_quality)
         recorder = EpisodeRecorder(store, streams, control_hz=unwrapped.cell.control_hz)
         recorder.check_store({k: (spaces[k].shape, spaces[k].dtype) for k in streams}, env.action_space.shape)
-    except (FileNotFoundError, ValueError) as err:
+        teleop = make_teleop(settings.teleop, env, noise_scale=settings.noise, seed=settings.seed)
+    except BaseException as err:
         env.close()
-        raise ConfigError("--store", settings.store, str(err)) from err
-    teleop = make_teleop(settings.teleop, env, noise_scale=settings.noise, seed=settings.seed)
+        if store is not None:
+            store.close()
+        if isinstance(err, (FileNotFoundError, FileExistsError, ValueError)) and not isinstance(err, ConfigError):
+            raise ConfigError("--store", settings.store, str(err)) from err
+        raise
     source = "expert" if settings.teleop == "expert" else "teleop"
     task_name = getattr(unwrapped.task, "name", settings.task)
     committed: list[int] = []
@@ -148,13 +158,14 @@ def collect(settings: CollectSettings) -> dict[str, Any]:
             successes += int(result.success)
             progress.update(1)
             progress.set_postfix(success=f"{successes}/{len(committed)}")
+        if committed:
+            store.stats()
     finally:
         progress.close()
         recorder.close()
+        store.close()
         teleop.disconnect()
         env.close()
-    if committed:
-        store.stats()
     return {"store": str(store.path), "task": settings.task, "teleop": settings.teleop,
             "episodes_committed": len(committed), "episodes_discarded": discarded,
             "success_rate": successes / len(committed) if committed else 0.0, "n_episodes": store.n_episodes,

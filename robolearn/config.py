@@ -24,10 +24,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from robolearn.errors import RobolearnError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(RobolearnError, ValueError):
     """A config that cannot be loaded; the message names the source, the key and the fix."""
 
     def __init__(self, source: str, key: str, problem: str):
@@ -260,29 +262,46 @@ def apply_overrides(data: Any, overrides: Iterable[str]) -> Any:
         path, value = parse_override(text)
         node = data
         for i, part in enumerate(path[:-1]):
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+            node = node[_list_index(node, path, i)] if isinstance(node, list) else node.setdefault(part, {})
             if not isinstance(node, (dict, list)):
                 raise ConfigError("--set", ".".join(path[: i + 1]), f"is a value, not a section: {node!r}")
-        last = path[-1]
         if isinstance(node, list):
-            node[int(last)] = value
+            node[_list_index(node, path, len(path) - 1)] = value
         else:
-            node[last] = value
+            node[path[-1]] = value
     return data
 
 
-SHIPPED_CONFIGS_ROOT = Path(__file__).resolve().parents[1]
-"""The checkout robolearn runs from (editable install): ``configs/...`` paths that do not exist
-relative to the working directory are looked up here, so the shipped cells, tasks and algorithms
-load from any directory."""
+def _list_index(items: list, path: list[str], i: int) -> int:
+    """``path[i]`` as an index into ``items`` (the list at ``path[:i]``), or a ConfigError naming the
+    key and the valid indices."""
+    key, part = ".".join(path[: i + 1]), path[i]
+    valid = f"valid indices: 0..{len(items) - 1}" if items else "the list is empty; set the whole list instead"
+    try:
+        index = int(part)
+    except ValueError:
+        raise ConfigError("--set", key, f"{'.'.join(path[:i])} is a list: use an index, not {part!r}; {valid}") from None
+    if not 0 <= index < len(items):
+        raise ConfigError("--set", key, f"index {index} is out of range: {'.'.join(path[:i])} has {len(items)} "
+                          f"entries; {valid}")
+    return index
+
+
+SHIPPED_CONFIGS_ROOTS = (Path(__file__).resolve().parent, Path(__file__).resolve().parents[1])
+"""Where the shipped ``configs/...`` live: inside the package (a wheel installs ``configs/`` as
+``robolearn/configs``), or in the checkout robolearn runs from (an editable install). A
+``configs/...`` path that does not exist relative to the working directory is looked up there, so
+the shipped cells, tasks and algorithms load from any directory."""
 
 
 def resolve_config_path(path: str | Path) -> Path:
-    """``path`` itself, or the shipped config of that relative path (see ``SHIPPED_CONFIGS_ROOT``)."""
+    """``path`` itself, or the shipped config of that relative path (see ``SHIPPED_CONFIGS_ROOTS``)."""
     path = Path(path)
-    shipped = SHIPPED_CONFIGS_ROOT / path
-    if not path.is_file() and not path.is_absolute() and shipped.is_file():
-        return shipped
+    if path.is_file() or path.is_absolute():
+        return path
+    for root in SHIPPED_CONFIGS_ROOTS:
+        if (root / path).is_file():
+            return root / path
     return path
 
 

@@ -52,7 +52,8 @@ def action_to_command(action: np.ndarray, max_step_m: float, max_rot_step_rad: f
 
 
 class RealTimeTick:
-    """Sleeps until the next control tick on the host clock (real hardware)."""
+    """Sleeps until the next control tick on the host clock (real hardware, and the twin driven by
+    a person); a tick that is already late starts the schedule afresh."""
 
     def __init__(self, control_hz: float):
         self.period_ns = int(1e9 / control_hz)
@@ -65,6 +66,18 @@ class RealTimeTick:
             time.sleep(delay_ns / 1e9)
         else:
             self.next_ns = time.monotonic_ns()
+
+
+def paced(advance: Callable[[float], None], control_hz: float) -> Callable[[float], None]:
+    """A tick that runs ``advance(duration_s)`` (the twin's physics) and then waits for the next
+    control tick, so the twin runs no faster than real time (what a person at a teleop device needs)."""
+    wait = RealTimeTick(control_hz)
+
+    def tick(duration_s: float) -> None:
+        advance(duration_s)
+        wait(duration_s)
+
+    return tick
 
 
 class RobotEnv(gym.Env):
@@ -160,10 +173,13 @@ def make_env(
     overrides: Sequence[str] = (),
     task_overrides: Sequence[str] = (),
     render_mode: str | None = None,
+    real_time: bool = False,
 ) -> RobotEnv:
     """The twin env of ``cell`` for ``task`` (a name or a task YAML).
 
     cameras: all of the cell's cameras (True), none (False: state-only, fast), or the named ones.
+    real_time: pace every step to the cell's control rate on the host clock (a person teleoperating
+    the twin); by default the twin runs as fast as it computes.
     """
     from robolearn.sim import Twin
     from robolearn.sim.tasks import load_task_config, make_task
@@ -186,7 +202,7 @@ def make_env(
         twin.arm,
         {name: twin.cameras[name] for name in names},
         twin_task,
-        tick=twin.advance,
+        tick=paced(twin.advance, cell_config.control_hz) if real_time else twin.advance,
         max_episode_steps=task_config.max_episode_steps,
         terminate_on_success=task_config.terminate_on_success,
         render_mode=render_mode,

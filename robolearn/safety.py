@@ -57,7 +57,9 @@ class SafetyFilter:
         A command with any NaN or inf is rejected whole: it becomes a hold (zero motion, gripper
         unchanged, reported as ``nan``). Otherwise translation is scaled to ``max_step_m``, rotation
         to ``max_rot_step_rad``, the gripper clipped to [0, 1], and the resulting target is clipped into
-        the workspace box.
+        the workspace box. The translation never exceeds ``max_step_m``, even when ``target_pos_m`` is
+        outside the box (a real arm latches its measured pose on connect): then the target moves
+        straight towards the box at most ``max_step_m`` per step, never further out on any axis.
         """
         violations: list[Violation] = []
         raw = np.concatenate([command.translation_m, command.rotation_rad, [command.gripper_closed]])
@@ -87,21 +89,32 @@ class SafetyFilter:
                 )
             )
 
-        lower = np.asarray(self.config.workspace_min_m, dtype=np.float64)
-        upper = np.asarray(self.config.workspace_max_m, dtype=np.float64)
-        target = np.asarray(target_pos_m, dtype=np.float64) + translation
-        clipped = np.clip(target, lower, upper)
-        if not np.array_equal(clipped, target):
-            violations.append(
-                Violation("workspace", f"target {_fmt(target)} m clipped into box {_fmt(lower)}..{_fmt(upper)}")
-            )
-            translation = clipped - np.asarray(target_pos_m, dtype=np.float64)
+        translation, workspace = self._into_workspace(np.asarray(target_pos_m, dtype=np.float64), translation)
+        violations += workspace
 
         gripper = command.gripper_closed
         if not gripper_is_hold and not 0.0 <= gripper <= 1.0:
             violations.append(Violation("gripper_range", f"gripper {gripper:.3f} clipped to [0, 1]"))
             gripper = float(np.clip(gripper, 0.0, 1.0))
         return EEDeltaCommand(translation, rotation, gripper), violations
+
+    def _into_workspace(self, target_m: np.ndarray, translation_m: np.ndarray) -> tuple[np.ndarray, list[Violation]]:
+        """The translation ``(3,)`` (already within ``max_step_m``) that keeps ``target_m + translation``
+        in the workspace box, or, from a target outside it, moves towards the box by at most ``max_step_m``."""
+        lower = np.asarray(self.config.workspace_min_m, dtype=np.float64)
+        upper = np.asarray(self.config.workspace_max_m, dtype=np.float64)
+        wanted = target_m + translation_m
+        clipped = np.clip(wanted, lower, upper)
+        if np.array_equal(clipped, wanted):
+            return translation_m, []
+        # Clipping is a projection onto the box: from a target inside it, the step only shrinks.
+        step = clipped - target_m
+        length = float(np.linalg.norm(step))
+        detail = f"target {_fmt(wanted)} m clipped into box {_fmt(lower)}..{_fmt(upper)}"
+        if length > self.config.max_step_m:
+            step *= self.config.max_step_m / length
+            detail += f"; from {_fmt(target_m)} m outside it, moving at most max_step_m {self.config.max_step_m:.4f} towards it"
+        return step, [Violation("workspace", detail)]
 
     def filter_joint_command(
         self, command: JointCommand, q_now_rad: np.ndarray, dt_s: float

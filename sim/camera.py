@@ -7,7 +7,6 @@ and the skybox are off by default (5–10× faster on a CPU renderer, DESIGN.md 
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import mujoco
@@ -20,13 +19,6 @@ if TYPE_CHECKING:
     from robolearn.sim.twin import Twin
 
 EXPENSIVE_EFFECTS = (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX)
-
-
-def intrinsics_from_fov(width_px: int, height_px: int, fov_y_deg: float) -> CameraIntrinsics:
-    """Pinhole intrinsics of a MuJoCo camera: square pixels, principal point at the image centre
-    (OpenCV convention, pixel centres at integer coordinates)."""
-    focal_px = (height_px / 2.0) / math.tan(math.radians(fov_y_deg) / 2.0)
-    return CameraIntrinsics(width_px, height_px, focal_px, focal_px, (width_px - 1) / 2.0, (height_px - 1) / 2.0)
 
 
 class RenderContext:
@@ -80,7 +72,7 @@ class SimCamera:
         self.config = config
         self.name = config.name
         self.camera_id = twin.model.camera(config.name).id
-        self._intrinsics = intrinsics_from_fov(config.width_px, config.height_px, config.fov_y_deg)
+        self._intrinsics = config.intrinsics()
         self._frame_index = 0
 
     @property

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from robolearn.cell import ArmConfig, CameraConfig, CellConfig, TeleopConfig
 
@@ -38,7 +38,8 @@ class SimArmConfig(ArmConfig):
 @CameraConfig.register("sim")
 @dataclass
 class SimCameraConfig(CameraConfig):
-    """A camera rendered by the twin with the configured pose and vertical field of view."""
+    """A camera rendered by the twin with the configured pose and intrinsics (``fov_y_deg``, or pinhole
+    ``fx_px, fy_px, cx_px, cy_px``)."""
 
     def create(self, cell: CellConfig, twin: Any = None) -> Any:
         return _require_twin(twin, "camera").cameras[self.name]
@@ -50,7 +51,12 @@ class ExpertTeleopConfig(TeleopConfig):
     """The task's scripted expert, as a teleop device. noise_scale: std of Gaussian action noise
     as a fraction of the action range."""
 
+    human: ClassVar[bool] = False
     noise_scale: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.noise_scale >= 0.0:
+            raise ValueError(f"noise_scale must be ≥ 0 (a standard deviation), got {self.noise_scale}")
 
     def create(self, cell: CellConfig, twin: Any = None) -> Any:
         from robolearn.sim.experts import make_expert

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from robolearn.cell import CameraConfig, CellConfig
+from robolearn.cell import CameraConfig, CellConfig, raise_if_outside_workspace
 from robolearn.config import ConfigError
 from robolearn.sim import robots
 
@@ -66,12 +66,34 @@ def camera_xyaxes(pos_m, look_at_m, up) -> np.ndarray:
     return np.concatenate([right, np.cross(right, forward)])
 
 
+SENSOR_PIXEL_PITCH_M = 1e-5
+"""Nominal pixel size of the twin's pinhole cameras: MuJoCo takes pinhole intrinsics with a sensor
+size; only the ratios to it matter for rendering."""
+
+
+def camera_optics(camera: CameraConfig) -> dict[str, list[float]]:
+    """MuJoCo camera attributes for the configured intrinsics: ``fovy``, or, with pinhole intrinsics,
+    ``focalpixel``, ``principalpixel`` and ``sensorsize`` (``resolution`` always).
+
+    MuJoCo's ``principalpixel`` is the image centre's offset from the principal point, in pixels
+    (the image centre is ``((W − 1)/2, (H − 1)/2)`` in OpenCV pixel coordinates); the projection test
+    in tests/test_sim.py pins this down.
+    """
+    optics: dict[str, list[float]] = {"resolution": [camera.width_px, camera.height_px]}
+    if not camera.has_pinhole:
+        optics["fovy"] = [camera.fov_y_deg]
+        return optics
+    optics["focalpixel"] = [float(camera.fx_px), float(camera.fy_px)]
+    optics["principalpixel"] = [(camera.width_px - 1) / 2.0 - float(camera.cx_px),
+                                (camera.height_px - 1) / 2.0 - float(camera.cy_px)]
+    optics["sensorsize"] = [camera.width_px * SENSOR_PIXEL_PITCH_M, camera.height_px * SENSOR_PIXEL_PITCH_M]
+    return optics
+
+
 def _camera_xml(camera: CameraConfig) -> str:
     xyaxes = camera_xyaxes(camera.pos_m, camera.look_at_m, camera.up)
-    return (
-        f'<camera name="{camera.name}" pos="{_fmt(camera.pos_m)}" xyaxes="{_fmt(xyaxes)}" '
-        f'fovy="{camera.fov_y_deg:.6g}" resolution="{camera.width_px} {camera.height_px}"/>'
-    )
+    optics = " ".join(f'{name}="{_fmt(values)}"' for name, values in camera_optics(camera).items())
+    return f'<camera name="{camera.name}" pos="{_fmt(camera.pos_m)}" xyaxes="{_fmt(xyaxes)}" {optics}/>'
 
 
 def _object_xml(obj) -> str:
@@ -168,9 +190,15 @@ def _attach_mjcf_robot(spec: mujoco.MjSpec, cell: CellConfig) -> RobotBinding:
         raise ConfigError(source, "robot.ee_site", f"no site {robot.ee_site!r} in {robot.mjcf_path}")
     for camera in cell.cameras:
         if camera.mount == "wrist":
-            cam = site_body.parent.add_camera(name=camera.name, pos=list(camera.pos_m), fovy=camera.fov_y_deg)
+            cam = site_body.parent.add_camera(name=camera.name, pos=list(camera.pos_m))
             cam.alt.xyaxes = camera_xyaxes(camera.pos_m, camera.look_at_m, camera.up).tolist()
-            cam.resolution = [camera.width_px, camera.height_px]
+            optics = camera_optics(camera)
+            cam.resolution = optics["resolution"]
+            if "fovy" in optics:
+                cam.fovy = optics["fovy"][0]
+            else:
+                cam.focal_pixel, cam.principal_pixel = optics["focalpixel"], optics["principalpixel"]
+                cam.sensor_size = optics["sensorsize"]
     gripper = spec.actuator(f"robot/{robot.gripper_actuator}")
     if gripper is None:
         raise ConfigError(source, "robot.gripper_actuator", f"no actuator {robot.gripper_actuator!r} in {robot.mjcf_path}")
@@ -203,4 +231,9 @@ def build_model(cell: CellConfig) -> tuple[mujoco.MjModel, RobotBinding]:
         model = spec.compile()
     except ValueError as err:
         raise ConfigError(cell.source_path or "<cell>", "", f"the twin's MuJoCo model does not compile: {err}") from err
+    if builtin is None:
+        data = mujoco.MjData(model)
+        data.qpos[[model.joint(name).qposadr[0] for name in binding.joint_names]] = cell.robot.home_q_rad
+        mujoco.mj_kinematics(model, data)
+        raise_if_outside_workspace(cell, data.site(binding.ee_site).xpos.copy())
     return model, binding

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,31 @@ def test_overrides_apply_before_typing(tmp_path):
         apply_overrides({}, ["control_hz"])
 
 
+def test_bad_list_index_in_an_override_names_the_key_and_the_valid_indices():
+    cell = "configs/cells/sim_panda.yaml"  # two cameras
+    with pytest.raises(ConfigError, match=r"--set: cameras.9: index 9 is out of range: cameras has 2 entries; "
+                                          r"valid indices: 0..1"):
+        load_cell(cell, ["cameras.9.width_px=3"])
+    with pytest.raises(ConfigError, match=r"--set: cameras.front: cameras is a list: use an index, not 'front'; "
+                                          r"valid indices: 0..1"):
+        load_cell(cell, ["cameras.front.width_px=3"])
+    with pytest.raises(ConfigError, match=r"--set: cameras.-1: index -1 is out of range"):
+        load_cell(cell, ["cameras.-1=null"])
+    with pytest.raises(ConfigError, match=r"--set: lights.0: index 0 is out of range: lights has 0 entries; the list "
+                                          r"is empty; set the whole list instead"):
+        load_cell(cell, ["lights=[]", "lights.0.directional=true"])
+    assert load_cell(cell, ["cameras.1.width_px=64"]).cameras[1].width_px == 64
+
+
+def test_camera_pinhole_intrinsics_are_all_or_nothing():
+    cell = "configs/cells/sim_panda.yaml"
+    with pytest.raises(ConfigError, match=r"cameras.0: camera 'front': set all of fx_px, fy_px, cx_px, cy_px or none "
+                                          r"of them \(missing cx_px, cy_px\)"):
+        load_cell(cell, ["cameras.0.fx_px=100", "cameras.0.fy_px=100"])
+    with pytest.raises(ConfigError, match="focal lengths fx_px, fy_px must be positive"):
+        load_cell(cell, ["cameras.0.fx_px=0", "cameras.0.fy_px=100", "cameras.0.cx_px=60", "cameras.0.cy_px=60"])
+
+
 def test_round_trip_to_dict():
     config = from_dict(SafetyConfig, {"max_step_m": 0.02})
     assert from_dict(SafetyConfig, to_dict(config)) == config
@@ -71,3 +97,38 @@ def test_shipped_configs_load_from_any_working_directory(tmp_path, monkeypatch):
     assert load_cell("configs/cells/sim_panda.yaml").name == "sim_panda"
     with pytest.raises(ConfigError, match="configs/cells/absent.yaml: no such file"):
         load_cell("configs/cells/absent.yaml")
+
+
+def test_a_wheel_ships_the_configs_and_message_files(tmp_path):
+    """A normal (non-editable) install has the shipped cells, tasks, algorithms and ROS messages, and
+    finds ``configs/...`` from any directory."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[1]
+    source = tmp_path / "src"
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    for name in listed:
+        if (repo / name).is_file() and not name.startswith(("tests/", "bench/", "docs/")):
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("robolearn-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for shipped in (repo / "configs").rglob("*.yaml"):
+        assert f"robolearn/{shipped.relative_to(repo)}" in names, shipped
+    for message in (repo / "robolearn" / "ros" / "msg").glob("*.msg"):
+        assert str(message.relative_to(repo)) in names, message
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
+                    str(wheel)], check=True, capture_output=True)
+    probe = ("import robolearn, robolearn.config as c; from robolearn.cell import load_cell; "
+             "print(robolearn.__file__); print(c.resolve_config_path('configs/algos/bc.yaml')); "
+             "print(load_cell('configs/cells/sim_panda.yaml').name)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path / "site")}).stdout.splitlines()
+    site = tmp_path / "site" / "robolearn"
+    assert out == [str(site / "__init__.py"), str(site / "configs" / "algos" / "bc.yaml"), "sim_panda"]

@@ -26,18 +26,60 @@ inside = st.tuples(
     translation=np.array([0.0625, 0.0, 250.0]), rotation=np.zeros(3), gripper=0.0, target=np.array([0.75, 0.0, 0.0])
 )
 def test_output_is_finite_inside_box_and_caps(translation, rotation, gripper, target):
+    check_ee_filter(translation, rotation, gripper, target)
+
+
+def outside_box_m(position_m: np.ndarray) -> np.ndarray:
+    """Per axis, how far ``position_m`` is outside the workspace box (0 inside)."""
+    lower, upper = np.array(CONFIG.workspace_min_m), np.array(CONFIG.workspace_max_m)
+    return np.maximum(lower - position_m, 0.0) + np.maximum(position_m - upper, 0.0)
+
+
+def check_ee_filter(translation, rotation, gripper, target):
+    """Whatever the command and the current target: finite, within the per-step caps, and the new
+    target inside the box, or, from a target outside it, no further out on any axis."""
     safe, violations = FILTER.filter_ee_delta(EEDeltaCommand(translation, rotation, gripper), target)
     out = np.concatenate([safe.translation_m, safe.rotation_rad])
     assert np.all(np.isfinite(out))
     assert np.linalg.norm(safe.translation_m) <= CONFIG.max_step_m + 1e-9
     assert np.linalg.norm(safe.rotation_rad) <= CONFIG.max_rot_step_rad + 1e-9
     new_target = target + safe.translation_m
-    assert np.all(new_target >= np.array(CONFIG.workspace_min_m) - 1e-9)
-    assert np.all(new_target <= np.array(CONFIG.workspace_max_m) + 1e-9)
+    before, after = outside_box_m(target), outside_box_m(new_target)
+    if not before.any():
+        assert np.all(after <= 1e-9)
+    assert np.all(after <= before + 1e-9), "a step never leads further out of the box"
     assert np.isnan(safe.gripper_closed) or 0.0 <= safe.gripper_closed <= 1.0
     raw = np.concatenate([translation, rotation])
     if not np.all(np.isfinite(raw)):
         assert [v.kind for v in violations] == ["nan"] and not np.any(out)
+    return safe, violations
+
+
+anywhere = st.tuples(*(st.floats(-3.0, 3.0) for _ in range(3))).map(np.array)
+
+
+@settings(max_examples=300, deadline=None)
+@given(translation=vec3, rotation=vec3, gripper=anything, target=anywhere)
+@example(  # a real arm connected 0.45 m above the box: a zero command once jumped into it in one step
+    translation=np.zeros(3), rotation=np.zeros(3), gripper=0.0, target=np.array([0.5, 0.0, 0.9])
+)
+def test_targets_outside_the_box_move_back_within_the_caps(translation, rotation, gripper, target):
+    check_ee_filter(translation, rotation, gripper, target)
+
+
+def test_a_target_above_the_box_returns_at_max_step():
+    target = np.array([0.5, 0.0, 0.9])
+    for _ in range(10):
+        safe, violations = FILTER.filter_ee_delta(EEDeltaCommand(np.zeros(3), np.zeros(3), 0.0), target)
+        assert np.linalg.norm(safe.translation_m) <= CONFIG.max_step_m + 1e-12
+        target = target + safe.translation_m
+    assert [v.kind for v in violations] == ["workspace"] and "moving at most max_step_m" in violations[0].detail
+    np.testing.assert_allclose(target, [0.5, 0.0, 0.9 - 10 * CONFIG.max_step_m])
+    for _ in range(10):
+        safe, violations = FILTER.filter_ee_delta(EEDeltaCommand(np.zeros(3), np.zeros(3), 0.0), target)
+        target = target + safe.translation_m
+    np.testing.assert_allclose(target, [0.5, 0.0, CONFIG.workspace_max_m[2]])
+    assert not violations, "inside the box a zero command holds"
 
 
 @settings(max_examples=200, deadline=None)

@@ -4,6 +4,8 @@ the env passes gymnasium's checker, and the scripted experts solve their tasks."
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import mujoco
@@ -72,8 +74,13 @@ def test_sim_arm_reports_clips_and_rejects_nan():
     assert twin.arm.target_pos_m[2] >= twin.cell.safety.workspace_min_m[2] - 1e-9
 
 
-def test_camera_intrinsics_project_a_known_point_to_its_pixel():
-    cell = load_cell(SIM_PANDA, ["objects.0.rgba=[0.0, 0.0, 1.0, 1.0]"])
+PINHOLE = ["cameras.0.width_px=160", "cameras.0.height_px=120", "cameras.0.fx_px=150.0", "cameras.0.fy_px=125.0",
+           "cameras.0.cx_px=71.5", "cameras.0.cy_px=66.25"]
+
+
+@pytest.mark.parametrize("intrinsics", [[], PINHOLE], ids=["fov_y_deg", "pinhole_fx_ne_fy_off_centre"])
+def test_camera_intrinsics_project_a_known_point_to_its_pixel(intrinsics):
+    cell = load_cell(SIM_PANDA, ["objects.0.rgba=[0.0, 0.0, 1.0, 1.0]", *intrinsics])
     twin = Twin(cell)
     cube_m = np.array([0.55, 0.08, 0.02])
     twin.set_object_pose("cube", cube_m, np.array([1.0, 0.0, 0.0, 0.0]))
@@ -87,6 +94,10 @@ def test_camera_intrinsics_project_a_known_point_to_its_pixel():
     position_m, rotation = camera.pose_world()
     expected_uv = camera.intrinsics.project((rotation.T @ (cube_m - position_m))[None])[0]
     assert abs(cols.mean() - expected_uv[0]) < 1.5 and abs(rows.mean() - expected_uv[1]) < 1.5
+    if intrinsics:
+        k = camera.intrinsics
+        assert (k.width_px, k.height_px, k.fx_px, k.fy_px, k.cx_px, k.cy_px) == (160, 120, 150.0, 125.0, 71.5, 66.25)
+        assert frame.color.shape == (120, 160, 3)
     # Depth at the cube's centre is its distance along the optical axis (front face is nearer).
     depth_centre = frame.depth_m[int(round(expected_uv[1])), int(round(expected_uv[0]))]
     assert abs(depth_centre - (rotation.T @ (cube_m - position_m))[2]) < 0.03
@@ -115,7 +126,7 @@ def test_same_seed_same_episode():
 
 
 def test_unknown_task_and_missing_object_are_clear(tmp_path):
-    with pytest.raises(ConfigError, match="unknown task 'pick_cub'; registered: pick_cube, push_cube, reach"):
+    with pytest.raises(ConfigError, match="unknown task 'pick_cub'; registered: pick_cube, pick_cube_reset, push_cube, push_cube_reset, reach"):
         make_env(SIM_PANDA, "pick_cub")
     with pytest.raises(ConfigError, match="needs an object named 'cube'"):
         make_env(SIM_PANDA, "pick_cube", overrides=["objects=[]"])
@@ -172,3 +183,64 @@ def test_task_randomization_knobs_vary_lights_cameras_and_objects():
     for first, second in zip(*seen):
         assert not np.allclose(first, second)
     assert np.all(np.abs(seen[0][1] - np.array([1.15, 0.0, 0.55])) <= 0.02 + 1e-9)
+
+
+def test_bad_cli_numbers_are_one_line_config_errors(capsys):
+    from robolearn.collect import CollectSettings
+
+    assert main(["sim", "run", "--noise", "-1", "--episodes", "1"]) == 2
+    assert capsys.readouterr().err.strip() == ("robolearn: config error: --noise: -1.0: must be ≥ 0: the expert's action "
+                                               "noise std, a fraction of the action range (e.g. 0.1)")
+    assert main(["sim", "run", "--episodes", "0"]) == 2
+    assert "--episodes: 0: must be positive" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--noise: -0.5: must be ≥ 0"):
+        CollectSettings(noise=-0.5)
+    with pytest.raises(ConfigError, match="teleop: noise_scale must be ≥ 0"):
+        load_cell(SIM_PANDA, ["teleop.noise_scale=-0.1"])
+
+
+@pytest.mark.parametrize("teleop, message", [
+    ("spacemouse", "robolearn: error: no SpaceMouse found: plug it in"),
+    ("keyboard", "robolearn: error: the keyboard teleop reads key presses from a terminal, and standard input is not one"),
+])
+def test_a_missing_teleop_device_is_one_error_line_and_exit_2(teleop, message):
+    import subprocess
+    import sys
+
+    if teleop == "spacemouse":
+        import hid
+
+        if any(d["vendor_id"] in (0x256F, 0x046D) for d in hid.enumerate()):
+            pytest.skip("a 3Dconnexion device is attached")
+    run = subprocess.run([sys.executable, "-m", "robolearn", "sim", "run", "--teleop", teleop, "--episodes", "1"],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != "ROBOLEARN_DEBUG"})
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), run.stderr
+
+
+def test_view_without_a_display_is_a_clear_error(capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["sim", "run", "--view", "--episodes", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("robolearn: error: --view needs a display") and "--video OUT.mp4" in err
+
+
+def test_a_human_teleop_paces_the_twin_to_the_control_rate():
+    from robolearn.rollout import is_human_teleop
+
+    assert is_human_teleop("keyboard") and is_human_teleop("spacemouse") and is_human_teleop("gamepad")
+    assert not is_human_teleop("expert")
+    steps, hz = 8, 50.0
+    for real_time in (False, True):
+        env = make_env(SIM_PANDA, "reach", cameras=False, overrides=[f"control_hz={hz}"], real_time=real_time, seed=0)
+        started = time.monotonic()
+        for _ in range(steps):
+            env.step(np.zeros(7, np.float32))
+        elapsed = time.monotonic() - started
+        if real_time:
+            assert elapsed >= (steps - 1) / hz, "a paced twin never runs ahead of the host clock"
+        env.close()
+    assert env.unwrapped.twin.time_ns == round(steps / hz * 1e9)

@@ -132,6 +132,29 @@ def test_home_pose_with_the_wrong_number_of_joints_is_a_clear_error():
         Twin(load_cell(CELLS / "real_ur5e.yaml", ["robot.model=ur5"]))
 
 
+@pytest.mark.parametrize("cell_path", sorted(CELLS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_home_pose_is_inside_its_workspace_box(cell_path):
+    cell = load_cell(cell_path)
+    tool_m = Twin(cell).arm.state().ee_pos_m
+    assert np.all(tool_m >= cell.safety.workspace_min_m) and np.all(tool_m <= cell.safety.workspace_max_m)
+
+
+def test_a_home_pose_outside_the_workspace_box_fails_at_load(tmp_path):
+    # sim_panda's home puts the tool at z = 0.403 m.
+    with pytest.raises(ConfigError, match=r"sim_panda.yaml: robot.home_q_rad: puts the tool at \(0.4635, .*0.4028\) m, "
+                                          r"outside the workspace box .* on z; change the home pose or widen"):
+        load_cell(CELLS / "sim_panda.yaml", ["safety.workspace_max_m=[0.75, 0.35, 0.3]"])
+    with pytest.raises(ConfigError, match="on x, y"):
+        load_cell(CELLS / "real_ur5e.yaml", ["robot.base_pos_m=[1.0, 1.0, 0.0]"])
+    robot_xml = tmp_path / "panda.xml"  # an mjcf robot is checked when its twin is built
+    robot_xml.write_text(arm_mjcf_document(PANDA))
+    mjcf = ["robot.model=mjcf", f"robot.mjcf_path={robot_xml}", "robot.gripper_actuator=gripper", "cameras=[]",
+            "robot.joint_names=[joint1, joint2, joint3, joint4, joint5, joint6, joint7]"]
+    Twin(load_cell(CELLS / "sim_panda.yaml", mjcf))
+    with pytest.raises(ConfigError, match="robot.home_q_rad: puts the tool at"):
+        Twin(load_cell(CELLS / "sim_panda.yaml", [*mjcf, "safety.workspace_max_m=[0.75, 0.35, 0.3]"]))
+
+
 @pytest.mark.parametrize("cell_name", ["sim_panda", "real_ur5e", "real_xarm7"])
 def test_sim_arm_tracks_joint_targets_and_rejects_ones_outside_the_workspace(cell_name):
     from robolearn.interfaces import JointCommand

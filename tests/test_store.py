@@ -3,6 +3,7 @@ partial tail, key checks, streaming writes, discard, delete, statistics and onli
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -236,13 +237,19 @@ def test_reopen_repairs_a_partial_tail(two_episodes):
     info[2] = json.dumps(meta(2))
     ends.resize((3,))  # killed between growing episode_ends and writing its value: the commit point
     (path / "data" / "state" / "0.0.deadbeef.partial").write_bytes(b"half a chunk")
+    same_process = DemoStore.open(path, mode="a")
+    assert same_process.repaired is None and store.array("rgb_front").shape[0] > 12, \
+        "the episode this process is streaming is left alone"
+    same_process.close()
+    store.close()  # the writer dies: its lock goes with it
 
     reader = DemoStore.open(path)
     assert reader.n_episodes == 2 and reader.n_steps == 12, "a reader sees committed episodes only"
     assert reader.array("rgb_front").shape[0] > 12, "a read-only open changes nothing"
 
     repaired = DemoStore.open(path, mode="a")
-    assert repaired.n_episodes == 2
+    assert repaired.n_episodes == 2 and repaired.repaired == {"steps": 64, "episode_ends": 1, "episode_info": 1,
+                                                               "partial_files": 1}
     assert all(repaired.array(k).shape[0] == 12 for k in repaired.keys)
     assert zarr.open_group(str(path), mode="r")["meta/episode_ends"].shape == (2,)
     assert not list(path.rglob("*.partial"))
@@ -260,7 +267,9 @@ def test_delete_episodes_keeps_the_rest_bit_exact(tmp_path):
     kept_jpeg = [store.encoded_frame("rgb_front", t) for t in range(3, 7)]
     created = "2020-01-02T03:04:05+00:00"
     store.root.attrs["robolearn"] = {**store.attrs, "created_utc": created}
-    assert store.delete_episodes(i for i in (0, -1)) == 1
+    copied: list[int] = []
+    assert store.delete_episodes((i for i in (0, -1)), progress=copied.append) == 1
+    assert copied == [1], "progress counts the kept episodes copied"
     assert store.episode_ends.tolist() == [4] and store.episode_meta(0)["operator"] == "op1"
     reopened = DemoStore.open(store.path)
     for key, values in episodes[1].items():
@@ -271,6 +280,16 @@ def test_delete_episodes_keeps_the_rest_bit_exact(tmp_path):
     assert not store.path.with_name("s.zarr.old").exists() and not store.path.with_name("s.zarr.rewrite").exists()
     with pytest.raises(IndexError, match="out of range"):
         store.delete_episodes([3])
+    lock = os.open(store.path / "meta" / "episode_ends" / ".robolearn-writer.lock", os.O_RDWR)
+    try:
+        with pytest.raises(BlockingIOError):  # the rewritten store's lock is held, as the old one was
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        store.close()
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(lock)
+    with pytest.raises(PermissionError, match="was closed"):
+        store.append_episode(episodes[0], meta(0))
 
 
 def test_an_interrupted_delete_loses_nothing(tmp_path):

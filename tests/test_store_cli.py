@@ -162,6 +162,15 @@ def test_collect_refuses_a_store_with_other_keys(collected, capsys, tmp_path):
     assert code == 2 and "is not a robolearn store" in err
 
 
+def test_collect_into_an_existing_empty_directory(capsys, tmp_path):
+    empty = tmp_path / "demos.zarr"
+    empty.mkdir()
+    code, result, err = run(["collect", "--task", "reach", "--episodes", "1", "--store", str(empty), "--no-cameras",
+                             "--json"], capsys)
+    assert code == 0, err
+    assert result["episodes_committed"] == 1 and DemoStore.open(empty).n_episodes == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["data", "info", "{tmp}/missing.zarr"], "no store at"),
     (["data", "episodes", "{tmp}"], "is not a robolearn store"),

@@ -175,3 +175,47 @@ def test_lerobot_dataset_without_robolearn_extras_imports(source, tmp_path):
         [("pick the cube", True, "teleop"), ("push the cube", True, "teleop")]
     np.testing.assert_array_equal(copy.array("action")[:], source.array("action")[:])
     assert copy.cell_config is None
+
+
+def test_lerobot_export_rolls_over_data_and_video_files_and_chunks(source, tmp_path):
+    """Files take whole episodes up to their size limit, then the next file (here: one episode per
+    file, one file per chunk), as LeRobot's own writer does."""
+    root = tmp_path / "lerobot"
+    export_lerobot(source, root, chunks_size=1, data_file_mb=0, video_file_mb=0)
+    episodes = pq.read_table(root / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pydict()
+    assert episodes["data/chunk_index"] == [0, 1] and episodes["data/file_index"] == [0, 0]
+    assert episodes["videos/observation.images.front/chunk_index"] == [0, 1]
+    assert episodes["videos/observation.images.front/from_timestamp"] == [0.0, 0.0]
+    assert episodes["videos/observation.images.front/to_timestamp"] == [0.6, 0.4]
+    second = pq.read_table(root / "data" / "chunk-001" / "file-000.parquet").to_pydict()
+    assert second["episode_index"] == [1] * 4 and second["index"] == [6, 7, 8, 9]
+    assert (root / "videos" / "observation.images.wrist" / "chunk-001" / "file-000.mp4").exists()
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert (info["chunks_size"], info["data_files_size_in_mb"], info["video_files_size_in_mb"]) == (1, 0, 0)
+    assert_same_store(import_lerobot(root, tmp_path / "back.zarr"), source, rgb_exact=False)
+
+
+def test_lerobot_import_decodes_video_episode_by_episode(source, tmp_path, monkeypatch):
+    import av
+
+    root = tmp_path / "lerobot"
+    export_lerobot(source, root)  # both episodes of a camera in one mp4
+    decoded: list[int] = []
+    real_open = av.open
+
+    class CountingContainer:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def decode(self, *args, **kwargs):
+            for frame in self.inner.decode(*args, **kwargs):
+                decoded.append(1)
+                yield frame
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr(av, "open", lambda *args, **kwargs: CountingContainer(real_open(*args, **kwargs)))
+    seen: list[tuple[int, int]] = []
+    import_lerobot(root, tmp_path / "back.zarr", progress=lambda done: seen.append((done, len(decoded))))
+    assert seen == [(1, 2 * 6), (2, 2 * 10)], "each episode decodes only its own frames (2 cameras)"

@@ -47,6 +47,23 @@ def grey(frames: torch.Tensor) -> np.ndarray:
     return frames.float().mean(dim=(-3, -2, -1)).round().numpy().astype(int)
 
 
+def test_windows_never_span_a_gap_of_dropped_steps(tmp_path):
+    """Rows 0–3 and 4–7 of an episode were recorded with two control steps dropped between them:
+    the window is padded at the gap as at an episode edge."""
+    with DemoStore.create(tmp_path / "gap.zarr") as store:
+        i = np.arange(8)
+        store.append_episode({"state": i[:, None].astype(np.float32), "action": (100 + i)[:, None].astype(np.float32)},
+                             {"source": "teleop", "gaps": [[4, 2]]})
+    dataset = SequenceDataset(store.path, ["state"], n_obs_steps=2, horizon=3, normalization=None)
+    assert len(dataset) == 8
+    before, after = dataset[3], dataset[4]
+    np.testing.assert_array_equal(before["action"][:, 0].numpy(), [103, 103, 103])
+    np.testing.assert_array_equal(before["action_is_pad"].numpy(), [False, True, True])
+    np.testing.assert_array_equal(after["state"][:, 0].numpy(), [4, 4])
+    np.testing.assert_array_equal(dataset[5]["state"][:, 0].numpy(), [4, 5])
+    np.testing.assert_array_equal(dataset[2]["action"][:, 0].numpy(), [102, 103, 103])
+
+
 def test_windows_pad_at_episode_edges(store_path):
     dataset = SequenceDataset(store_path, ["state", "rgb_front", "depth_front"], n_obs_steps=3, horizon=4,
                               normalization=None)

@@ -96,6 +96,9 @@ def test_missing_frames_drop_steps_and_are_never_filled(tmp_path):
     frames = np.round(episode["depth_cam"][:, 0, 0] * 100).astype(int) - 1
     assert all(abs(camera_stamp(k) - t) <= CONTROL_PERIOD_NS // 2 for k, t in zip(frames, episode["stamp_ns"]))
     assert recorder.store.episode_meta(0)["steps_dropped"] == 2
+    assert report["gaps"] == [[4, 2]] and recorder.store.episode_meta(0)["gaps"] == [[4, 2]], \
+        "2 steps were dropped before the 5th recorded one"
+    assert recorder.store.episode_segments(0) == [(0, 4), (4, 8)]
 
 
 def test_late_and_out_of_order_frames_are_counted(tmp_path):

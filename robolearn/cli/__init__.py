@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
 from robolearn import __version__
 from robolearn.config import ConfigError
+from robolearn.errors import RobolearnError
 
 
 def command_modules() -> list[str]:
@@ -45,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except ConfigError as err:
-        print(f"robolearn: config error: {err}", file=sys.stderr)
+    except (RobolearnError, ConnectionError) as err:
+        if os.environ.get("ROBOLEARN_DEBUG"):
+            raise
+        kind = "config error" if isinstance(err, ConfigError) else "error"
+        print(f"robolearn: {kind}: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("robolearn: interrupted", file=sys.stderr)

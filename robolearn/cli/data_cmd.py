@@ -196,7 +196,9 @@ def run_delete(args: argparse.Namespace) -> int:
         emit({"path": str(store.path), "would_delete": chosen, "deleted": [],
               "hint": "add --yes to delete these episodes"}, args.json)
         return 2
-    remaining = store.delete_episodes(chosen)
+    bar, update = _progress(store.n_episodes - len(chosen), "delete (copying the kept episodes)")
+    with bar, store:
+        remaining = store.delete_episodes(chosen, progress=update)
     emit({"path": str(store.path), "deleted": chosen, "n_episodes": remaining, "n_steps": store.n_steps}, args.json)
     return 0
 
@@ -234,8 +236,7 @@ def run_export(args: argparse.Namespace) -> int:
         if args.format == "lerobot":
             from robolearn.store.convert_lerobot import export_lerobot
 
-            n_videos = sum(k.startswith("rgb_") for k in store.keys)
-            bar, update = _progress(n_videos, "export lerobot", unit="video")
+            bar, update = _progress(store.n_episodes, "export lerobot")
             with bar:
                 result = export_lerobot(store, args.out, progress=update)
         else:
@@ -289,7 +290,7 @@ def run_resize(args: argparse.Namespace) -> int:
 
 @_input_errors
 def run_stats(args: argparse.Namespace) -> int:
-    store = _open(args.path, mode="a")
-    stats = store.stats()
+    with _open(args.path, mode="a") as store:
+        stats = store.stats()
     emit({"path": str(store.path), "n_steps": store.n_steps, "stats": stats}, args.json)
     return 0

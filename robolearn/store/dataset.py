@@ -2,7 +2,9 @@
 
 A sample is anchored at a step ``t`` of an episode ``[s, e)``: observations at ``t − n_obs_steps + 1
 … t`` and actions at ``t … t + horizon − 1``. Indices outside the episode repeat its first or last
-step (edge padding, as in diffusion_policy); ``action_is_pad`` marks the padded actions.
+step (edge padding, as in diffusion_policy); ``action_is_pad`` marks the padded actions. Where the
+recorder dropped control steps (``gaps`` in the episode's metadata), the episode is cut in two: a
+window never spans the gap, it is padded there as at an episode edge.
 
 Low-dimensional arrays are read into memory once (contiguous slices). Images are decoded in the
 DataLoader's worker processes: each worker opens the store lazily and reads the per-frame chunks
@@ -112,11 +114,12 @@ class SequenceDataset(torch.utils.data.Dataset):
         self.lowdim = {k: np.asarray(store.array(k)[:n_steps], dtype=np.float32).reshape(n_steps, -1) for k in lowdim}
         self.frame_shapes = {k: tuple(store.array(k).shape[1:]) for k in self.frame_keys}
         self.stats = _stats(store, lowdim, self.lowdim) if normalization else {}
-        starts, ends = store.episode_starts, store.episode_ends
         chosen = range(store.n_episodes) if episodes is None else episodes
-        self.anchor = np.concatenate([np.arange(starts[i], ends[i]) for i in chosen] or [np.zeros(0, np.int64)])
-        self.anchor_start = np.concatenate([np.full(ends[i] - starts[i], starts[i]) for i in chosen] or [np.zeros(0, np.int64)])
-        self.anchor_end = np.concatenate([np.full(ends[i] - starts[i], ends[i]) for i in chosen] or [np.zeros(0, np.int64)])
+        segments = [segment for i in chosen for segment in store.episode_segments(i)]
+        empty = [np.zeros(0, np.int64)]
+        self.anchor = np.concatenate([np.arange(s, e) for s, e in segments] or empty)
+        self.anchor_start = np.concatenate([np.full(e - s, s) for s, e in segments] or empty)
+        self.anchor_end = np.concatenate([np.full(e - s, e) for s, e in segments] or empty)
         self._normalized = {k: self._normalize(k, v) for k, v in self.lowdim.items()}
         self._reader: FrameReader | None = None
         self._pool: FramePool | None = None

@@ -7,7 +7,10 @@ its stamp within that stream's tolerance. A step for which some stream has no sa
 tolerance is **not recorded** (nothing is filled in from an older or newer frame): the step is
 counted as dropped and the stream's ``missing`` count grows. A sample that arrives after the steps
 it could belong to were decided counts as ``late``. All counts go into the episode's metadata and
-``report()``.
+``report()``. Where steps were dropped between two recorded ones, the episode's metadata lists the
+gap, ``gaps: [[step, n_dropped], ...]`` (``step``: index in the episode of the first recorded step
+after it), so training never treats the rows on either side as consecutive
+(``DemoStore.episode_segments``).
 
 With ``threaded=True`` (what a live cell uses) ``add`` and ``step`` only enqueue; one background
 thread aligns, encodes and writes, so the caller's control loop never waits for JPEG encoding. A
@@ -78,6 +81,8 @@ class EpisodeRecorder:
         self.counts = {s: StreamCounts() for s in self.streams}
         self.steps_recorded = 0
         self.steps_dropped = 0
+        self.gaps: list[list[int]] = []
+        self._dropped_in_a_row = 0
         self._buffers: dict[str, deque[tuple[int, Any]]] = {s: deque() for s in self.streams}
         self._pending: deque[tuple[int, dict[str, Any]]] = deque()
         self._decided_ns: int | None = None
@@ -138,7 +143,7 @@ class EpisodeRecorder:
         """Counts of the current (or last) episode."""
         self.flush()
         return {"steps_recorded": self.steps_recorded, "steps_dropped": self.steps_dropped,
-                "streams": {s: asdict(c) for s, c in self.counts.items()}}
+                "gaps": [list(g) for g in self.gaps], "streams": {s: asdict(c) for s, c in self.counts.items()}}
 
     def flush(self) -> None:
         """Wait until the background thread has processed everything queued."""
@@ -234,12 +239,16 @@ class EpisodeRecorder:
             self._decided_ns = stamp_ns
             if missing:
                 self.steps_dropped += 1
+                self._dropped_in_a_row += 1
                 for stream in missing:
                     self.counts[stream].missing += 1
                 continue
             for stream in self.streams:
                 self.counts[stream].used += 1
             assert self.writer is not None
+            if self._dropped_in_a_row and self.steps_recorded:
+                self.gaps.append([self.steps_recorded, self._dropped_in_a_row])
+            self._dropped_in_a_row = 0
             self.writer.add(step)
             self.steps_recorded += 1
 
@@ -252,7 +261,8 @@ class EpisodeRecorder:
             writer.discard()
             return None
         info = {**self.meta, **meta, "duration_s": time.monotonic() - self._started_s,
-                "steps_dropped": self.steps_dropped, "frames": {s: asdict(c) for s, c in self.counts.items()}}
+                "steps_dropped": self.steps_dropped, "gaps": [list(g) for g in self.gaps],
+                "frames": {s: asdict(c) for s, c in self.counts.items()}}
         if success is not None:
             info["success"] = bool(success)
         return writer.commit(info)

@@ -6,7 +6,8 @@ Layout (zarr 3 writing ``zarr_format=2``, the diffusion_policy / UMI replay-buff
       data/<key>                (N_steps, ...) all episodes back to back, time first
       meta/episode_ends         (N_episodes,) int64, cumulative end index of every episode
       meta/episode_info         (N_episodes,) str, one JSON object per episode (task, success, operator,
-                                source, duration_s, length, missing/late frame counts, ...)
+                                source, duration_s, length, missing/late frame counts, gaps where
+                                control steps were dropped, ...)
       meta/.zattrs ``stats``    normalization statistics of the low-dimensional keys
 
 Compressors per key kind: see ``robolearn.store.codecs``. Readers using plain ``zarr`` call
@@ -16,7 +17,13 @@ Commit protocol: an episode's arrays are written first (images may stream in whi
 its ``episode_info`` entry, and ``episode_ends`` last. zarr's local store writes every file to a
 temporary name and renames it, so a process killed at any moment leaves each file either old or new:
 committed episodes are never touched, and anything past the last valid episode end is a partial tail
-that ``DemoStore.open(path, mode="a")`` removes. One writer at a time.
+that the next writer removes. A new store is built in a hidden sibling directory and renamed into
+place, so a store exists only complete.
+
+One writing process at a time: a writer holds the store's writer lock (``robolearn.store.lock``) as
+long as it keeps the store open, and only the holder removes a partial tail; a second writer waits
+for it (``lock_timeout_s``) and then fails with ``StoreLockedError`` naming the holder. Readers
+(``mode="r"``) never wait and see committed episodes only.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ import datetime as _dt
 import json
 import os
 import shutil
+import tempfile
+import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +49,7 @@ from robolearn.store.codecs import (
     prepare_depth,
     register_image_codecs,
 )
+from robolearn.store.lock import DEFAULT_LOCK_TIMEOUT_S, LOCK_FILE, StoreLockedError, WriterLock
 
 if TYPE_CHECKING:
     from robolearn.store.writer import EpisodeWriter
@@ -84,67 +95,124 @@ class DemoStore:
     """Episodes in a zarr directory store; see the module docstring for the layout.
 
     Open with ``DemoStore.create(path, ...)`` or ``DemoStore.open(path, mode)``; ``mode="r"`` reads,
-    ``mode="a"`` appends (and first removes a partial tail left by a killed writer).
+    ``mode="a"`` appends (taking the writer lock, and removing a partial tail left by a killed
+    writer). A writing store holds the lock until ``close()`` (or the end of a ``with`` block, or
+    until it is garbage-collected). ``repaired``: what opening removed (``repair``), else None.
     """
 
-    def __init__(self, root: zarr.Group, path: Path, mode: str):
+    def __init__(self, root: zarr.Group, path: Path, mode: str, lock: WriterLock | None = None):
         self.root, self.path, self.mode = root, path, mode
+        self._lock: WriterLock | None = None
+        self._release_lock: weakref.finalize | None = None
+        self._set_lock(lock)
+        self.repaired: dict[str, int] | None = None
         self._ends = np.zeros(0, dtype=np.int64)
         self._info: list[dict[str, Any]] = []
         self._arrays: dict[str, zarr.Array] | None = None
         self.refresh()
+
+    def _set_lock(self, lock: WriterLock | None) -> None:
+        if self._release_lock is not None:
+            self._release_lock.detach()
+        self._lock = lock
+        self._release_lock = weakref.finalize(self, lock.release) if lock is not None else None
+
+    @property
+    def writable(self) -> bool:
+        """Open for writing and holding the writer lock (not closed)."""
+        return self.mode == "a" and self._lock is not None and not self._lock.released
+
+    def close(self) -> None:
+        """Let go of the writer lock (a read-only store has none); the store stays readable."""
+        if self._release_lock is not None:
+            self._release_lock()
+
+    def __enter__(self) -> DemoStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # ---- opening ---------------------------------------------------------------------------------
 
     @classmethod
     def create(cls, path: str | Path, cell_config: Mapping[str, Any] | None = None,
                cameras: Mapping[str, Any] | None = None, jpeg_quality: int = DEFAULT_JPEG_QUALITY,
-               overwrite: bool = False) -> DemoStore:
-        """A new empty store at ``path`` (a directory). cell_config: the cell as a dict
-        (``robolearn.config.to_dict(cell)``); cameras: calibration per camera name (intrinsics,
-        extrinsics, serial); default: derived from ``cell_config["cameras"]``."""
+               overwrite: bool = False, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> DemoStore:
+        """A new empty store at ``path`` (a directory that does not exist yet, or an empty one), open
+        for writing. cell_config: the cell as a dict (``robolearn.config.to_dict(cell)``); cameras:
+        calibration per camera name (intrinsics, extrinsics, serial); default: derived from
+        ``cell_config["cameras"]``. overwrite: replace what is at ``path`` (a store there is replaced
+        once its writer, if any, lets go: ``lock_timeout_s``).
+
+        The store is built in a hidden sibling directory and renamed into place: a process killed
+        while creating leaves ``path`` as it was (and the sibling, removed by the next ``create``)."""
         path = Path(path)
-        if path.exists() and not overwrite and any(path.iterdir()):
-            raise FileExistsError(f"{path} already exists; open it with DemoStore.open(path, mode='a') or pick a new path")
         if not 1 <= int(jpeg_quality) <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"{path} is a file; pick a new path for the store")
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise FileExistsError(f"{path} already exists; open it with DemoStore.open(path, mode='a') or pick a new path")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_creations(path)
         register_image_codecs()
-        root = zarr.open_group(str(path), mode="w", zarr_format=2)
-        cell = _jsonable(dict(cell_config)) if cell_config else None
-        root.attrs["robolearn"] = {
-            "schema_version": SCHEMA_VERSION,
-            "cell_config": cell,
-            "cameras": _jsonable(dict(cameras)) if cameras else cameras_from_cell(cell),
-            "jpeg_quality": int(jpeg_quality),
-            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        root.require_group("data")
-        meta = root.require_group("meta")
-        meta.create_array("episode_ends", shape=(0,), chunks=(4096,), dtype=np.int64, fill_value=0,
-                          compressors=None)
-        meta.create_array("episode_info", shape=(0,), chunks=(1024,), dtype=str)
-        return cls(root, path, "a")
+        building = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=path.parent))
+        (building / LOCK_FILE).parent.mkdir(parents=True)
+        lock = WriterLock.acquire(building, timeout_s=0.0)
+        try:
+            root = zarr.open_group(str(building), mode="a", zarr_format=2)
+            cell = _jsonable(dict(cell_config)) if cell_config else None
+            root.attrs["robolearn"] = {
+                "schema_version": SCHEMA_VERSION,
+                "cell_config": cell,
+                "cameras": _jsonable(dict(cameras)) if cameras else cameras_from_cell(cell),
+                "jpeg_quality": int(jpeg_quality),
+                "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+            root.require_group("data")
+            meta = root.require_group("meta")
+            meta.create_array("episode_info", shape=(0,), chunks=(1024,), dtype=str)
+            meta.create_array("episode_ends", shape=(0,), chunks=(4096,), dtype=np.int64, fill_value=0,
+                              compressors=None)
+            _move_into_place(building, path, overwrite, lock_timeout_s)
+        except BaseException:
+            lock.release()
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        return cls(zarr.open_group(str(path), mode="r+", zarr_format=2), path, "a", lock)
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r") -> DemoStore:
-        """Open an existing store; ``mode="a"`` removes a partial tail left by a killed writer."""
+    def open(cls, path: str | Path, mode: str = "r", lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> DemoStore:
+        """Open an existing store. ``mode="a"`` takes the writer lock (waiting up to
+        ``lock_timeout_s`` for another process to let go, else StoreLockedError) and removes a partial
+        tail left by a killed writer (not one this process is still streaming)."""
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
         path = Path(path)
-        _finish_rewrite(path, clean=mode == "a")
+        _finish_rewrite(path, clean=False)
         if not path.exists():
             raise FileNotFoundError(f"no store at {path}; create one with DemoStore.create or `robolearn collect`")
         if not (path / ".zgroup").exists() or not (path / "meta" / "episode_ends" / ".zarray").exists():
             raise FileNotFoundError(f"{path} is not a robolearn store (no meta/episode_ends); create one with "
                                     "DemoStore.create or `robolearn collect`")
-        register_image_codecs()
-        root = zarr.open_group(str(path), mode="r" if mode == "r" else "r+", zarr_format=2)
-        version = dict(root.attrs).get("robolearn", {}).get("schema_version", SCHEMA_VERSION)
-        if version > SCHEMA_VERSION:
-            raise ValueError(f"{path} has schema version {version}; this robolearn reads up to {SCHEMA_VERSION}: upgrade robolearn")
-        store = cls(root, path, mode)
-        if mode == "a":
-            store.repair()
+        lock = WriterLock.acquire(path, lock_timeout_s) if mode == "a" else None
+        try:
+            if lock is not None:
+                _finish_rewrite(path, clean=True)
+            register_image_codecs()
+            root = zarr.open_group(str(path), mode="r" if mode == "r" else "r+", zarr_format=2)
+            version = dict(root.attrs).get("robolearn", {}).get("schema_version", SCHEMA_VERSION)
+            if version > SCHEMA_VERSION:
+                raise ValueError(f"{path} has schema version {version}; this robolearn reads up to {SCHEMA_VERSION}: "
+                                 "upgrade robolearn")
+            store = cls(root, path, mode, lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        if lock is not None and not lock.streaming:
+            store.repaired = store.repair()
         return store
 
     def inherit_attrs(self, attrs: Mapping[str, Any]) -> None:
@@ -260,6 +328,16 @@ class DemoStore:
         span = self.episode_slice(index)
         return {key: self.array(key)[span] for key in (self.keys if keys is None else keys)}
 
+    def episode_segments(self, index: int) -> list[tuple[int, int]]:
+        """The runs of consecutive control steps of episode ``index`` as ``[(start, stop), ...]``
+        store rows: the whole episode, split where the recorder dropped steps (its metadata's
+        ``gaps``), so no window of training data spans a time gap."""
+        span = self.episode_slice(index)
+        cuts = sorted({span.start + int(step) for step, _ in self._info[index % self.n_episodes].get("gaps") or ()
+                       if 0 < int(step) < span.stop - span.start})
+        bounds = [span.start, *cuts, span.stop]
+        return list(zip(bounds[:-1], bounds[1:]))
+
     def encoded_frame(self, key: str, index: int) -> bytes:
         """The stored JPEG of RGB frame ``index`` of ``data/<key>`` (the chunk file itself; a
         frame never written is encoded from the fill value)."""
@@ -284,6 +362,8 @@ class DemoStore:
     def _require_writable(self) -> None:
         if self.mode != "a":
             raise PermissionError(f"{self.path} is open read-only; use DemoStore.open(path, mode='a') to write")
+        if not self.writable:
+            raise PermissionError(f"{self.path} was closed; open it again with DemoStore.open(path, mode='a') to write")
 
     def check_keys(self, frame_specs: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> None:
         """Raise ``ValueError`` (naming the key and the fix) when an episode with these keys, frame
@@ -333,6 +413,7 @@ class DemoStore:
     def write_block(self, key: str, start: int, values: np.ndarray) -> None:
         """Write ``values`` ``(n, ...)`` into ``data/<key>[start:start + n]``, growing the array
         (uncommitted until ``commit``)."""
+        self._require_writable()
         array = self.array(key)
         stop = start + len(values)
         if array.shape[0] < stop:
@@ -362,6 +443,7 @@ class DemoStore:
 
     def reserve(self, key: str, length: int) -> None:
         """Grow ``data/<key>`` to at least ``length`` steps (uncommitted space for streaming)."""
+        self._require_writable()
         array = self.array(key)
         if array.shape[0] < length:
             array.resize((length, *array.shape[1:]))
@@ -453,6 +535,8 @@ class DemoStore:
         """Normalization statistics (mean, std, min, max, q01, q99 per dimension) of the
         low-dimensional float keys over all committed steps, computed once and stored in
         ``meta/.zattrs["stats"]`` (recomputed when the store has grown)."""
+        if not self.n_steps:
+            raise ValueError(f"{self.path} has no committed episodes yet; statistics need at least one")
         wanted = [k for k in keys] if keys is not None else \
             [k for k in self.keys if kind_of(k) == "lowdim" and k not in STATS_KEYS_SKIPPED]
         cached = dict(self.root["meta"].attrs).get("stats", {})
@@ -471,7 +555,7 @@ class DemoStore:
                 "min": values.min(0).tolist(), "max": values.max(0).tolist(),
                 "q01": np.quantile(values, 0.01, axis=0).tolist(), "q99": np.quantile(values, 0.99, axis=0).tolist(),
             }
-        if save and self.mode == "a":
+        if save and self.writable:
             self.root["meta"].attrs["stats"] = {"n_steps": self.n_steps, "keys": computed}
         missing = [k for k in wanted if k not in computed]
         if missing:
@@ -480,8 +564,9 @@ class DemoStore:
 
     # ---- maintenance -------------------------------------------------------------------------------
 
-    def delete_episodes(self, indices: Iterable[int]) -> int:
-        """Remove episodes by index; returns the new episode count.
+    def delete_episodes(self, indices: Iterable[int], progress: Callable[[int], None] | None = None) -> int:
+        """Remove episodes by index; returns the new episode count. progress: called with the number
+        of kept episodes copied so far.
 
         The kept episodes are copied into ``<path>.rewrite`` (image chunks hard-linked or copied,
         never re-encoded), then swapped in: ``<path>`` → ``<path>.old``, ``<path>.rewrite`` →
@@ -498,10 +583,16 @@ class DemoStore:
         tmp, old = _rewrite_paths(self.path)
         if tmp.exists():
             shutil.rmtree(tmp)
-        copy_episodes(self, tmp, keep).root.attrs["robolearn"] = self.attrs
+        copy = copy_episodes(self, tmp, keep, progress=progress)
+        copy.root.attrs["robolearn"] = self.attrs
         (tmp / REWRITE_DONE).touch()
         os.replace(self.path, old)
         _finish_rewrite(self.path, clean=True)
+        # The copy's lock file is now the store's: take it over (shared with the copy, which holds
+        # it), then let go of the old one; a waiting writer finds the old file replaced and waits on.
+        new_lock = WriterLock.acquire(self.path, timeout_s=0.0)
+        copy.close()
+        self._set_lock(new_lock)
         self.root = zarr.open_group(str(self.path), mode="r+", zarr_format=2)
         self.refresh()
         return self.n_episodes
@@ -520,20 +611,60 @@ def _rewrite_paths(path: Path) -> tuple[Path, Path]:
 
 def _finish_rewrite(path: Path, clean: bool) -> None:
     """Complete a ``delete_episodes`` swap that was interrupted: a finished copy whose store is
-    already moved aside is moved into place. With ``clean``, also remove a leftover old store
-    (once the new one is in place) and an unfinished copy."""
+    already moved aside is moved into place. With ``clean`` (only under the writer lock), also
+    remove a leftover old store (once the new one is in place) and an unfinished copy. Another
+    process finishing the same swap at the same moment is harmless."""
     tmp, old = _rewrite_paths(path)
-    if not path.exists() and (tmp / REWRITE_DONE).exists():
-        os.replace(tmp, path)
-    if not path.exists() and old.exists():
-        os.replace(old, path)
-    if (path / REWRITE_DONE).exists():
-        (path / REWRITE_DONE).unlink()
+    for source in (tmp, old):
+        if not path.exists() and source.exists() and (source is old or (tmp / REWRITE_DONE).exists()):
+            try:
+                os.replace(source, path)
+            except OSError:
+                if not path.exists():
+                    raise
+    (path / REWRITE_DONE).unlink(missing_ok=True)
     if clean:
         if old.exists():
             shutil.rmtree(old)
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+ABANDONED_AFTER_S = 60.0
+"""A creation directory whose lock file never appeared is abandoned after this long."""
+
+
+def _remove_abandoned_creations(path: Path) -> None:
+    """Remove hidden ``.<name>.creating-*`` siblings of ``path`` left by processes killed while
+    creating a store there (their writer lock is free; one still being built is left alone)."""
+    for leftover in path.parent.glob(f".{path.name}.creating-*"):
+        if not (leftover / LOCK_FILE).exists():
+            if time.time() - leftover.stat().st_mtime > ABANDONED_AFTER_S:
+                shutil.rmtree(leftover, ignore_errors=True)
+            continue
+        try:
+            lock = WriterLock.acquire(leftover, timeout_s=0.0)
+        except StoreLockedError:
+            continue
+        shutil.rmtree(leftover, ignore_errors=True)
+        lock.release()
+
+
+def _move_into_place(building: Path, path: Path, overwrite: bool, lock_timeout_s: float) -> None:
+    """Rename the finished store ``building`` to ``path`` (absent, or an empty directory; with
+    ``overwrite``, whatever is there is removed first, a store once its writer lets go)."""
+    if overwrite and path.exists() and any(path.iterdir()):
+        held = WriterLock.acquire(path, lock_timeout_s) if (path / LOCK_FILE).parent.is_dir() else None
+        aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.replaced-", dir=path.parent))
+        os.replace(path, aside)
+        if held is not None:
+            held.release()
+        shutil.rmtree(aside)
+    try:
+        os.replace(building, path)
+    except OSError as err:
+        raise FileExistsError(f"{path} appeared while the store was being created (another process?); pick "
+                              "a new path") from err
 
 
 def _truncate_clean(array: zarr.Array, n: int) -> None:
@@ -562,9 +693,13 @@ def normalize_meta(meta: Mapping[str, Any], length: int) -> dict[str, Any]:
     return info
 
 
+PINHOLE_KEYS = ("fx_px", "fy_px", "cx_px", "cy_px")
+
+
 def cameras_from_cell(cell: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """Camera calibration from a cell config dict: image size, rate, pose, and pinhole intrinsics
-    from ``fov_y_deg`` (square pixels, centred principal point: what the twin renders)."""
+    (the camera's ``fx_px, fy_px, cx_px, cy_px`` when set, else from ``fov_y_deg``: square pixels,
+    centred principal point), what the twin renders."""
     if not cell or not cell.get("cameras"):
         return None
     cameras = {}
@@ -572,7 +707,9 @@ def cameras_from_cell(cell: Mapping[str, Any] | None) -> dict[str, Any] | None:
         width, height = int(camera.get("width_px", 0)), int(camera.get("height_px", 0))
         entry = {k: camera[k] for k in ("type", "width_px", "height_px", "fps", "depth", "mount", "pos_m", "look_at_m", "up",
                                         "fov_y_deg") if k in camera}
-        if "fov_y_deg" in camera and height:
+        if all(camera.get(k) is not None for k in PINHOLE_KEYS):
+            entry["intrinsics"] = {"width_px": width, "height_px": height, **{k: float(camera[k]) for k in PINHOLE_KEYS}}
+        elif "fov_y_deg" in camera and height:
             f_px = height / 2.0 / np.tan(np.deg2rad(float(camera["fov_y_deg"])) / 2.0)
             entry["intrinsics"] = {"width_px": width, "height_px": height, "fx_px": float(f_px), "fy_px": float(f_px),
                                    "cx_px": (width - 1) / 2.0, "cy_px": (height - 1) / 2.0}

@@ -3,7 +3,7 @@
 Chunk-per-frame arrays (RGB, depth) are encoded and written as steps arrive, so a long episode at
 high resolution never sits in memory; low-dimensional rows are kept in memory and written at
 commit. Nothing is committed until ``commit``: a writer that dies mid-episode leaves a partial
-tail that the next ``DemoStore.open(path, mode="a")`` removes.
+tail that the next writer removes (never while this process is still streaming the episode).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class EpisodeWriter:
 
     def __init__(self, store: DemoStore):
         store._require_writable()
+        store._lock.stream_started()  # another DemoStore of this process must not clean our tail
         self.store = store
         self.start = store.n_steps
         self.length = 0
@@ -64,11 +65,16 @@ class EpisodeWriter:
             raise ValueError("cannot commit an episode with no steps; discard it instead")
         for key, rows in self._rows.items():
             self.store.write_block(key, self.start, np.stack(rows))
-        self.open = False
-        return self.store.commit(self.length, meta)
+        index = self.store.commit(self.length, meta)
+        self._close()
+        return index
 
     def discard(self) -> None:
         """Drop the episode: remove its frames from the store's tail."""
         if self.open:
-            self.open = False
+            self._close()
             self.store.repair()
+
+    def _close(self) -> None:
+        self.open = False
+        self.store._lock.stream_ended()
