@@ -6,9 +6,13 @@ on the subscriber's spin thread). The two streams are interleaved (a raw frame, 
 a node frame), so both see the same machine load. Latency is one-way on the host monotonic clock
 shared by both processes: for the node API from the ``publish`` call (the header stamp is taken just
 before it, so serialization counts) to the subscription callback; for raw zenoh from the ``put`` to
-the sample's bytes in the zenoh callback. Prints one JSON line last: ``image_30hz_p50_ms``,
-``image_30hz_p99_ms``, ``image_30hz_loss`` (node API), the raw baseline's p50/p99/loss, and
-``overhead_vs_raw_zenoh`` (node p50 / raw p50). Targets: loss 0, p99 ≤ 15 ms, overhead ≤ 1.5×.
+the sample's bytes in the zenoh callback. The node subscription keeps ``SUBSCRIPTION_DEPTH``
+messages (keep-last 2, what the camera topics use), so frames a real subscriber would lose to a slow
+spin thread count as lost here too. A frame counts as delivered only when it arrives intact (the
+published shape, the full payload); a wrong one counts in ``*_corrupt`` and as lost. Prints one
+JSON line last: ``image_30hz_p50_ms``, ``image_30hz_p99_ms``, ``image_30hz_loss`` (node API), the
+raw baseline's p50/p99/loss, both corrupt counts, and ``overhead_vs_raw_zenoh`` (node p50 / raw
+p50). Targets: loss 0, p99 ≤ 15 ms, overhead ≤ 1.5×.
 
     python bench/transport.py [--frames 300]
 """
@@ -32,32 +36,56 @@ from robolearn.ros.zenoh_backend import free_endpoint, open_router
 RAW_KEY = "bench/raw_image"
 TOPIC = "/bench/image"
 HEIGHT, WIDTH, RATE_HZ = 480, 640, 30.0
+SUBSCRIPTION_DEPTH = 2
+"""Keep-last depth of the node subscription: what the camera topics use."""
+LAST_FRAME_GRACE_S = 1.0
+"""How long the subscriber waits for stragglers after it saw the last frame of both streams."""
 
 
-def subscriber(endpoint: str, frames: int) -> None:
-    """Child process: receive both streams, print latencies (ms) as JSON."""
+def subscriber(endpoint: str, frames: int, payload_bytes: int) -> None:
+    """Child process: receive both streams, print latencies (ms) of intact frames and counts of
+    corrupt ones as JSON. Stops a grace period after the last sequence number of both streams
+    arrived (lost frames are not waited for), or at the timeout."""
     settings = ZenohSettings(router_endpoint=endpoint)
     raw_ms: list[float] = []
     node_ms: list[float] = []
+    corrupt = {"raw": 0, "node": 0}
+    last_seen = {"raw": False, "node": False}
 
     def on_raw(sample: zenoh.Sample) -> None:
         payload = sample.payload.to_bytes()
-        sent_ns = struct.unpack_from("<q", sample.attachment.to_bytes(), 8)[0]
-        raw_ms.append((now_ns() - sent_ns) / 1e6 if len(payload) > 0 else -1.0)
+        received_ns = now_ns()
+        sequence, sent_ns = struct.unpack_from("<qq", sample.attachment.to_bytes())
+        last_seen["raw"] |= sequence == frames
+        if len(payload) != payload_bytes:
+            corrupt["raw"] += 1
+            return
+        raw_ms.append((received_ns - sent_ns) / 1e6)
 
     def on_node(received: Received) -> None:
         image = messages.image_array(received.msg)
-        node_ms.append((now_ns() - messages.stamp_ns(received.msg)) / 1e6 if image.shape == (HEIGHT, WIDTH, 3) else -1.0)
+        received_ns = now_ns()
+        last_seen["node"] |= received.sequence == frames
+        if image.shape != (HEIGHT, WIDTH, 3):
+            corrupt["node"] += 1
+            return
+        node_ms.append((received_ns - messages.stamp_ns(received.msg)) / 1e6)
 
     raw = zenoh.open(settings.session_config())
     raw.declare_subscriber(RAW_KEY, on_raw)
     node = Node("bench_listener", settings=settings)
-    node.create_subscription(messages.IMAGE, TOPIC, on_node, depth=frames)
+    node.create_subscription(messages.IMAGE, TOPIC, on_node, depth=SUBSCRIPTION_DEPTH)
     print("ready", flush=True)
-    node.spin(until=lambda: len(node_ms) >= frames and len(raw_ms) >= frames, timeout_s=frames / RATE_HZ * 2 + 30)
+    node.spin(until=lambda: all(last_seen.values()), timeout_s=frames / RATE_HZ * 2 + 30)
+    node.spin(timeout_s=LAST_FRAME_GRACE_S)
+    corrupt["node"] += sum(node.dropped.values())  # frames that did not even deserialize
     node.close()
     raw.close()
-    print(json.dumps({"raw_ms": raw_ms, "node_ms": node_ms}), flush=True)
+    print(json.dumps({"raw_ms": raw_ms, "node_ms": node_ms, "corrupt": corrupt}), flush=True)
+
+
+def percentile_ms(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if len(values) else None
 
 
 def main() -> None:
@@ -65,24 +93,26 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300, help="frames per stream (default 300: 10 s at 30 Hz)")
     parser.add_argument("--role", default="main", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--payload-bytes", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "sub":
-        subscriber(args.endpoint, args.frames)
+        subscriber(args.endpoint, args.frames, args.payload_bytes)
         return
 
     endpoint = free_endpoint()
     router = open_router(endpoint)
     settings = ZenohSettings(router_endpoint=endpoint)
-    child = subprocess.Popen([sys.executable, __file__, "--role", "sub", "--endpoint", endpoint,
-                              "--frames", str(args.frames)], stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline().strip() == "ready"
     rgb = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    cdr = bytes(messages.serialize(messages.image_msg(rgb, now_ns(), "bench"), messages.IMAGE))
+    child = subprocess.Popen([sys.executable, __file__, "--role", "sub", "--endpoint", endpoint,
+                              "--frames", str(args.frames), "--payload-bytes", str(len(cdr))],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
     node = Node("bench_talker", settings=settings)
     publisher = node.create_publisher(messages.IMAGE, TOPIC, depth=10)
     raw = zenoh.open(settings.session_config())
     raw_publisher = raw.declare_publisher(RAW_KEY, congestion_control=zenoh.CongestionControl.BLOCK)
     time.sleep(1.0)
-    cdr = bytes(messages.serialize(messages.image_msg(rgb, now_ns(), "bench"), messages.IMAGE))
     gid = bytes(16)
     period_s = 1.0 / RATE_HZ
     start = time.monotonic()
@@ -102,15 +132,19 @@ def main() -> None:
     raw.close()
     router.close()
     raw_ms, node_ms = np.array(data["raw_ms"]), np.array(data["node_ms"])
+    node_p50, raw_p50 = percentile_ms(node_ms, 50), percentile_ms(raw_ms, 50)
     result = {
         "frames": args.frames,
-        "image_30hz_p50_ms": round(float(np.percentile(node_ms, 50)), 3),
-        "image_30hz_p99_ms": round(float(np.percentile(node_ms, 99)), 3),
+        "subscription_depth": SUBSCRIPTION_DEPTH,
+        "image_30hz_p50_ms": node_p50,
+        "image_30hz_p99_ms": percentile_ms(node_ms, 99),
         "image_30hz_loss": round(1.0 - len(node_ms) / args.frames, 4),
-        "raw_zenoh_p50_ms": round(float(np.percentile(raw_ms, 50)), 3),
-        "raw_zenoh_p99_ms": round(float(np.percentile(raw_ms, 99)), 3),
+        "image_30hz_corrupt": data["corrupt"]["node"],
+        "raw_zenoh_p50_ms": raw_p50,
+        "raw_zenoh_p99_ms": percentile_ms(raw_ms, 99),
         "raw_zenoh_loss": round(1.0 - len(raw_ms) / args.frames, 4),
-        "overhead_vs_raw_zenoh": round(float(np.percentile(node_ms, 50) / np.percentile(raw_ms, 50)), 3),
+        "raw_zenoh_corrupt": data["corrupt"]["raw"],
+        "overhead_vs_raw_zenoh": round(node_p50 / raw_p50, 3) if node_p50 is not None and raw_p50 else None,
     }
     print(json.dumps(result))
 

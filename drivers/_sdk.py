@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from robolearn.errors import RobolearnError
 
-class MissingSDKError(ImportError):
+
+class MissingSDKError(RobolearnError, ImportError):
     """A hardware SDK is not installed; the message names the pip extra that provides it."""
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robolearn.cell import ArmConfig, CellConfig
+from robolearn.errors import RobolearnError
 from robolearn.interfaces import AppliedCommand, ArmState, EEDeltaCommand, JointCommand, Violation, now_ns
 from robolearn.safety import SafetyFilter
 from robolearn.sim.robots import SerialArmModel, robot_models
@@ -41,7 +42,7 @@ REFLEX = "reflex"
 """Violation kind reported when the arm's controller stopped on an error and the driver recovered."""
 
 
-class ArmFault(RuntimeError):
+class ArmFault(RobolearnError, RuntimeError):
     """The arm's controller stopped (reflex, protective stop, error code); the message says how to recover."""
 
 

@@ -15,17 +15,19 @@ from launch import LaunchDescription
 
 def generate_launch_description() -> LaunchDescription:
     args = {"cell": "configs/cells/sim_panda.yaml", "task": "pick_cube", "episodes": "3",
-            "store": "data/twin_demos.zarr", "seed": "0", "teleop": "expert", "teleop_prefix": "xterm -e"}
+            "store": "data/twin_demos.zarr", "seed": "0", "teleop": "expert", "only_success": "false", "quality": "95",
+            "teleop_prefix": "xterm -e"}
     value = {name: LaunchConfiguration(name) for name in args}
     source = PythonExpression(["'expert' if '", value["teleop"], "' == 'expert' else 'teleop'"])
     recorder = ExecuteProcess(
         cmd=["robolearn", "node", "recorder", "--cell", value["cell"], "--param", ["store=", value["store"]],
-             "--param", ["task=", value["task"]], "--param", ["source=", source]],
+             "--param", ["task=", value["task"]], "--param", ["source=", source],
+             "--param", ["jpeg_quality=", value["quality"]]],
         respawn=True, output="screen")
     twin = ExecuteProcess(
         cmd=["robolearn", "node", "twin", "--cell", value["cell"], "--param", ["task=", value["task"]],
              "--param", ["episodes=", value["episodes"]], "--param", ["seed=", value["seed"]],
-             "--param", ["teleop=", value["teleop"]]],
+             "--param", ["teleop=", value["teleop"]], "--param", ["only_success=", value["only_success"]]],
         output="screen")
     teleop = ExecuteProcess(
         cmd=["robolearn", "node", "teleop", "--cell", value["cell"], "--set", ["teleop={type: ", value["teleop"], "}"]],

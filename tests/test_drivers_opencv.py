@@ -55,12 +55,83 @@ def test_video_file_loops_and_resizes(tmp_path):
     camera = _camera(path, loop=True, width_px=32, height_px=24)
     camera.connect()
     try:
-        frames = [camera.read() for _ in range(N + 1)]
-        assert frames[-1].color.shape == (24, 32, 3)
-        assert abs(int(frames[-1].color[12, 24, 0]) - int(written[0][0, 0, 0])) < 6  # rewound to frame 0
+        frames = [camera.read() for _ in range(2 * N + 2)]
+        assert frames[N].color.shape == (24, 32, 3)
+        assert abs(int(frames[N].color[12, 24, 0]) - int(written[0][0, 0, 0])) < 6  # rewound to frame 0
         assert camera.intrinsics.width_px == 32 and camera.intrinsics.cx_px == 15.5
+        # Time goes on across each rewind: one frame period between the last frame and the first again.
+        np.testing.assert_allclose(np.diff([f.stamp_ns for f in frames]), 1e9 / FPS, atol=1e6)
     finally:
         camera.disconnect()
+
+
+class FakeCapture:
+    """``cv2.VideoCapture`` of a webcam (the SDK boundary): records ``set`` calls; snaps requested
+    sizes to the modes in ``supported`` ({(fourcc, width, height): fps}) as V4L2 does."""
+
+    def __init__(self, supported):
+        self.supported, self.sets = supported, []
+        self.fourcc, self.size = next(iter(supported))[0], next(iter(supported))[1:]
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        return True, np.zeros((self.size[1], self.size[0], 3), np.uint8)
+
+    def set(self, prop, value):
+        self.sets.append((prop, value))
+        if prop == cv2.CAP_PROP_FOURCC:
+            name = int(value).to_bytes(4, "little").decode()
+            if any(f == name for f, *_ in self.supported):
+                self.fourcc = name
+        elif prop in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT):
+            width, height = self.size
+            wanted = (int(value), height) if prop == cv2.CAP_PROP_FRAME_WIDTH else (width, int(value))
+            sizes = [(w, h) for f, w, h in self.supported if f == self.fourcc]
+            self.size = min(sizes, key=lambda s: abs(s[0] - wanted[0]) + abs(s[1] - wanted[1]))
+        return True
+
+    def get(self, prop):
+        return {cv2.CAP_PROP_FRAME_WIDTH: self.size[0], cv2.CAP_PROP_FRAME_HEIGHT: self.size[1],
+                cv2.CAP_PROP_FPS: self.supported.get((self.fourcc, *self.size), 0.0),
+                cv2.CAP_PROP_FOURCC: float(cv2.VideoWriter_fourcc(*self.fourcc))}[prop]
+
+    def release(self):
+        pass
+
+
+def _fake_cv2(capture):
+    """The real cv2's constants and helpers, with ``VideoCapture`` replaced by ``capture``."""
+    from types import SimpleNamespace
+
+    names = [n for n in dir(cv2) if n.startswith(("CAP_", "INTER_"))]
+    return SimpleNamespace(**{n: getattr(cv2, n) for n in names}, VideoWriter_fourcc=cv2.VideoWriter_fourcc,
+                           resize=cv2.resize, VideoCapture=lambda *args: capture)
+
+
+def test_webcam_asks_for_a_one_frame_buffer_and_its_mode():
+    from robolearn.drivers.opencv.camera import OpenCVCamera
+
+    capture = FakeCapture({("YUYV", 640, 480): 30.0})
+    config = from_dict(CameraConfig, {"type": "opencv", "name": "web", "source": "0", "width_px": 640,
+                                      "height_px": 480, "fps": 30.0})
+    camera = OpenCVCamera(config, sdk=_fake_cv2(capture))
+    camera.connect()
+    assert (cv2.CAP_PROP_BUFFERSIZE, 1) in capture.sets
+    assert (cv2.CAP_PROP_FRAME_WIDTH, 640) in capture.sets and (cv2.CAP_PROP_FPS, 30.0) in capture.sets
+    assert camera.read().color.shape == (480, 640, 3)
+
+
+def test_find_cameras_probes_the_modes_a_webcam_accepts():
+    from robolearn.drivers.opencv.camera import probe_modes
+
+    capture = FakeCapture({("YUYV", 640, 480): 30.0, ("YUYV", 320, 240): 30.0, ("YUYV", 1280, 720): 10.0,
+                           ("MJPG", 1280, 720): 30.0, ("MJPG", 1920, 1080): 30.0})
+    assert probe_modes(capture, _fake_cv2(capture)) == [
+        "color 320x240@30 YUYV", "color 640x480@30 YUYV", "color 1280x720@10 YUYV",
+        "color 1280x720@30 MJPG", "color 1920x1080@30 MJPG",
+    ]
 
 
 def test_missing_source_and_depth_are_clear_errors(tmp_path):

@@ -14,6 +14,7 @@ rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 is needed (pip ins
 
 from robolearn.cell import CameraConfig  # noqa: E402
 from robolearn.drivers.realsense.camera import RealSenseCamera, list_devices  # noqa: E402
+from robolearn.ros.clock import ros_stamp_ns  # noqa: E402
 
 W, H, FPS = 64, 48, 30
 DEPTH_UNITS_M = 0.001
@@ -129,9 +130,10 @@ def test_aligned_frames_stamps_and_intrinsics(streaming):
         np.testing.assert_allclose(row[5:20], (500 + number) * DEPTH_UNITS_M, rtol=1e-6)
         np.testing.assert_allclose(row[21:58], 1.5, rtol=1e-6)
         assert np.all(row[60:] == 0.0)  # outside the depth camera's field of view
-        expected_ns = int(round((base_ms + number * 1000.0 / FPS) * 1e6)) - camera.clock_offset_ns
-        assert frame.stamp_ns == expected_ns
+        hardware_ns = int(round((base_ms + number * 1000.0 / FPS) * 1e6))  # global time: epoch
+        assert frame.stamp_ns == hardware_ns - camera.clock_offset_ns
         assert abs(frame.stamp_ns - time.monotonic_ns()) < 5e9  # on the host monotonic clock
+        assert abs(ros_stamp_ns(frame.stamp_ns) - hardware_ns) < 2e6  # the camera node's header stamp: capture time
     assert camera.stamp_domain == "global_time"
     intr = camera.intrinsics
     assert (intr.width_px, intr.height_px, intr.fx_px, intr.fy_px, intr.cx_px, intr.cy_px) == (W, H, 60.0, 60.0, 20.5, H / 2)

@@ -7,6 +7,7 @@ import struct
 
 import numpy as np
 import pytest
+from sdk_doubles import FakeHID
 
 from robolearn.cell import TeleopConfig
 from robolearn.config import from_dict
@@ -20,36 +21,6 @@ def test_axis_mapping_deadzone_scale_and_order():
     out = mapping.apply(np.array([0.1, 0.6, -1.0]))
     # raw[2] = -1 → full scale, negated; raw[0] = 0.1 is inside the deadzone; raw[1] = 0.6 → (0.6-0.2)/0.8 = 0.5.
     np.testing.assert_allclose(out, [1.0, 0.0, 0.0, 1.0, -0.5, 0.5])
-
-
-class FakeHID:
-    """hidapi's module surface: ``enumerate`` and ``device`` with queued raw reports."""
-
-    def __init__(self, reports):
-        self.reports = list(reports)
-        self.opened = None
-        outer = self
-
-        class Device:
-            def open_path(self, path):
-                outer.opened = path
-
-            def set_nonblocking(self, flag):
-                pass
-
-            def read(self, size):
-                return list(outer.reports.pop(0)) if outer.reports else []
-
-            def close(self):
-                pass
-
-        self.device = Device
-
-    def enumerate(self):
-        return [
-            {"vendor_id": 0x1234, "product_id": 1, "path": b"/dev/hidraw0"},
-            {"vendor_id": 0x256F, "product_id": 0xC635, "path": b"/dev/hidraw3"},
-        ]
 
 
 def report(report_id: int, *values: int) -> bytes:
@@ -156,6 +127,31 @@ def test_gamepad_axes_buttons_and_event_taps(monkeypatch):
         command = pad.read()  # Y and A were tapped between reads
         assert command.success and command.gripper_closed == 1.0 and not command.intervene
         assert not pad.read().success
+    finally:
+        pad.disconnect()
+        pygame.quit()
+
+
+def test_gamepad_read_empties_the_event_queue_and_notices_unplugging(monkeypatch):
+    """Axis and hat motion events (hundreds per second on a real pad) do not pile up in SDL's
+    queue, where they would crowd out button presses; an unplugged pad is a clear error."""
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    pygame = pytest.importorskip("pygame", reason="pygame is needed (pip install 'robolearn[gamepad]')")
+    from robolearn.drivers.gamepad.device import Gamepad
+
+    pad = Gamepad(from_dict(TeleopConfig, {"type": "gamepad"}), sdk=pygame, joystick=FakeJoystick())
+    pad.connect()
+    try:
+        for i in range(500):
+            pygame.event.post(pygame.event.Event(pygame.JOYAXISMOTION, axis=i % 6, value=0.5, instance_id=0, joy=0))
+            pygame.event.post(pygame.event.Event(pygame.JOYHATMOTION, hat=0, value=(1, 0), instance_id=0, joy=0))
+        pygame.event.post(pygame.event.Event(pygame.JOYBUTTONDOWN, button=3, instance_id=0, joy=0))
+        pygame.event.post(pygame.event.Event(pygame.JOYBUTTONUP, button=3, instance_id=0, joy=0))
+        assert pad.read().success
+        assert not pygame.event.peek()  # nothing left behind
+        pygame.event.post(pygame.event.Event(pygame.JOYDEVICEREMOVED, instance_id=0))
+        with pytest.raises(ConnectionError, match="unplugged"):
+            pad.read()
     finally:
         pad.disconnect()
         pygame.quit()

@@ -39,6 +39,23 @@ def test_launch_teleop_choice_selects_nodes_and_cell_overrides():
     assert nodes["teleop"].required and nodes["twin"].required
 
 
+def test_launch_yaml_refuses_unknown_node_types_and_duplicate_names(tmp_path):
+    from robolearn.config import ConfigError
+
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("cell: configs/cells/sim_panda.yaml\nnodes:\n  - {name: cam, node: camra}\n")
+    with pytest.raises(ConfigError, match="nodes.cam.node: unknown node 'camra'; choose one of: twin, recorder"):
+        load_launch(unknown)
+    duplicate = tmp_path / "duplicate.yaml"
+    duplicate.write_text("args: {mode: a}\ncell: configs/cells/sim_panda.yaml\nnodes:\n"
+                         "  - {name: rec, node: recorder}\n  - {name: rec, node: recorder, when: {mode: a}}\n"
+                         "  - {name: twin, node: twin}\n")
+    with pytest.raises(ConfigError, match="nodes.rec: two enabled nodes have this name"):
+        load_launch(duplicate)
+    config = load_launch(duplicate, ["mode=b"])  # the second one is disabled: no clash
+    assert [n.name for n in config.nodes] == ["rec", "twin"]
+
+
 def _wait_for_nodes(endpoint: str, names: set[str], proc: subprocess.Popen, timeout_s: float) -> set[str]:
     """Poll the graph (liveliness tokens through the router at ``endpoint``) from one observer until
     it shows every node in ``names``; returns the node names seen last."""
@@ -52,7 +69,10 @@ def _wait_for_nodes(endpoint: str, names: set[str], proc: subprocess.Popen, time
     return seen
 
 
-def test_ctrl_c_stops_every_node_cleanly(tmp_path):
+@pytest.mark.parametrize("sig, said", [(signal.SIGINT, "interrupted; stopping all nodes"),
+                                       (signal.SIGHUP, "SIGHUP; stopping all nodes")], ids=["ctrl-c", "hangup"])
+def test_ctrl_c_or_hangup_stops_every_node_cleanly(tmp_path, sig, said):
+    """Ctrl-C in the launch's terminal, or the terminal (an SSH session) closing: every node stops."""
     endpoint = free_endpoint()
     store = tmp_path / "ctrl_c.zarr"
     proc = subprocess.Popen(
@@ -61,7 +81,7 @@ def test_ctrl_c_stops_every_node_cleanly(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "MUJOCO_GL": "egl"})
     try:
         assert {"twin", "recorder"} <= _wait_for_nodes(endpoint, {"twin", "recorder"}, proc, timeout_s=120)
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal does
+        proc.send_signal(sig)  # what Ctrl-C in its terminal, or closing that terminal, does
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:  # a failed assertion above: let the launcher stop its nodes, then kill it
@@ -72,7 +92,7 @@ def test_ctrl_c_stops_every_node_cleanly(tmp_path):
                 proc.kill()
     assert proc.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["exit_codes"] == {"recorder": 0, "twin": 0}
-    assert "interrupted; stopping all nodes" in err
+    assert said in err
     leftovers = [p for p in Path("/proc").glob("[0-9]*") if str(store) in _cmdline(p)]
     assert not leftovers  # no node process outlives the launcher
 
@@ -90,7 +110,8 @@ def test_crashed_node_is_reported_and_restarted_and_required_exit_stops_all():
         nodes=[
             LaunchNode(name="badcam", node="camera", params={"camera": "nope"}, restart=True, max_restarts=1),
             LaunchNode(name="twin", node="twin", required=True,
-                       params={"task": "reach", "episodes": 1, "wait_for_recorder_s": 0}),
+                       # No recorder comes: the twin waits 10 s, time for badcam to crash twice.
+                       params={"task": "reach", "episodes": 1, "wait_for_recorder_s": 10}),
         ],
     )
     lines: list[str] = []
@@ -125,7 +146,8 @@ def test_twin_collect_survives_a_killed_recorder(tmp_path):
     assert result["restarts"].get("recorder") == 1
     store = store_module.DemoStore.open(store_path, mode="r")
     assert committed_before_kill >= 1
-    assert store.n_episodes >= committed_before_kill
+    # Only the episode in progress at the kill is lost: the restarted recorder records the rest.
+    assert store.n_episodes >= 4 - 1 and store.n_episodes > committed_before_kill
     for i in range(store.n_episodes):
         episode = store.episode(i)
         assert len(episode["action"]) == len(episode["state"]) > 0
@@ -142,3 +164,22 @@ def test_collect_via_ros_records_expert_episodes(tmp_path):
     assert result["n_episodes"] == store.n_episodes == 2
     episode = store.episode(0)
     assert episode["action"].shape[1] == 7 and episode["rgb_front"].shape[1:] == (128, 128, 3)
+
+
+def test_twin_collect_launch_records_exactly_n_episodes(tmp_path):
+    """The Done-when of the launch: ``robolearn launch launch/twin_collect.yaml`` with the episode
+    count and store path, run to completion, leaves exactly that many expert episodes."""
+    store_module = pytest.importorskip("robolearn.store")
+    store_path = tmp_path / "launched.zarr"
+    proc = subprocess.run(
+        [sys.executable, "-m", "robolearn", "launch", "launch/twin_collect.yaml", "--set", "episodes=3",
+         "--set", f"store={store_path}", "--set", f"router={free_endpoint()}", "--set", "task=reach", "--json"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["exit_codes"] == {"recorder": 0, "twin": 0}
+    store = store_module.DemoStore.open(store_path, mode="r")
+    assert store.n_episodes == 3
+    for i in range(3):
+        meta = store.episode_meta(i)
+        assert meta["source"] == "expert" and meta["recorded_via"] == "ros" and meta["task"] == "reach"
+        assert store.episode_meta(i)["steps_dropped"] == 0

@@ -50,3 +50,41 @@ def test_bool_parameters_parse_words_and_reject_others():
 def test_reward_node_needs_a_reward_spec():
     with pytest.raises(SystemExit, match="reward node needs --param reward=SPEC"):
         main(["node", "reward", "--cell", "configs/cells/sim_panda.yaml"])
+
+
+def test_a_node_stops_cleanly_when_its_terminal_hangs_up():
+    """SIGHUP (the SSH session running ``robolearn node`` closed) stops the node like Ctrl-C: its
+    devices disconnected, its summary printed, exit code 0."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from robolearn.ros import Node, messages
+    from robolearn.ros.nodes import topics
+    from robolearn.ros.zenoh_backend import ZenohSettings, free_endpoint, open_router
+
+    endpoint = free_endpoint()
+    router = open_router(endpoint)
+    proc = subprocess.Popen([sys.executable, "-m", "robolearn", "node", "twin", "--param", "task=reach",
+                             "--set", "cameras=[]", "--router", endpoint, "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "MUJOCO_GL": "egl"})
+    try:
+        with Node("observer", settings=ZenohSettings(router_endpoint=endpoint)) as observer:
+            states: list = []
+            observer.create_subscription(messages.JOINT_STATE, topics.JOINT_STATES, states.append)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not states:  # the twin is up and spinning
+                assert proc.poll() is None, proc.stderr.read()
+                observer.spin(timeout_s=0.5)
+        proc.send_signal(signal.SIGHUP)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        router.close()
+    assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["node"] == "twin"

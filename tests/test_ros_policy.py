@@ -1,4 +1,5 @@
-"""The policy node refuses to act on missing or stale frames, says so, and acts on fresh ones."""
+"""The policy node refuses to act on missing, stale or future-stamped frames, says so, and acts on
+fresh ones (stamps are ROS system time, compared with this machine's)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import numpy as np
 
 from robolearn.cell import load_cell
 from robolearn.env import action_to_command
-from robolearn.interfaces import ArmState, now_ns
+from robolearn.interfaces import ArmState
 from robolearn.ros import Node, ZenohSettings, messages
+from robolearn.ros.clock import ros_now_ns as now_ns
 from robolearn.ros.nodes import topics
 from robolearn.ros.nodes.policy import PolicyNode
 from robolearn.ros.zenoh_backend import free_endpoint, open_router
@@ -63,6 +65,11 @@ def test_policy_node_refuses_missing_and_stale_frames():
         run(0.6, image_age_s=2.0)
         assert policy.calls == 0
         assert any(v.kind == "stale_frame" and "ms old" in v.detail for v in violations)
+        run(0.6, image_age_s=-1.0)  # stamped by a machine whose clock runs a second ahead
+        assert policy.calls == 0
+        assert any(v.kind == "stale_frame" and "in the future" in v.detail and "chrony" in v.detail for v in violations)
+        run(0.6, image_age_s=-0.005)  # within max_clock_offset_s (10 ms): fresh
+        assert policy.calls > 0
         run(0.6, image_age_s=0.0)
         cell_node.spin(timeout_s=0.3)
     router.close()

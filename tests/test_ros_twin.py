@@ -10,6 +10,7 @@ import numpy as np
 from robolearn.cell import load_cell
 from robolearn.interfaces import TeleopCommand
 from robolearn.ros import Node, ZenohSettings, messages
+from robolearn.ros.clock import ros_now_ns as now_ns
 from robolearn.ros.nodes import topics
 from robolearn.ros.nodes.recorder import RecorderNode
 from robolearn.ros.nodes.teleop import TeleopPublisher
@@ -79,7 +80,7 @@ def test_twin_follows_teleop_buttons_and_recorder_commits_successes(tmp_path):
 
 def test_recorder_episode_control_topic(tmp_path):
     """START / DISCARD / SUCCESS / STOP on the episode topic: only the kept episode is committed."""
-    from robolearn.interfaces import ArmState, now_ns
+    from robolearn.interfaces import ArmState
     from robolearn.store import DemoStore
 
     endpoint = free_endpoint()
@@ -87,7 +88,8 @@ def test_recorder_episode_control_topic(tmp_path):
     settings = ZenohSettings(router_endpoint=endpoint)
     cell = load_cell("configs/cells/sim_panda.yaml", ["cameras=[]"])
     with Node("recorder", settings=settings) as recorder_node, Node("cell", settings=settings) as cell_node:
-        recorder = RecorderNode(recorder_node, cell, tmp_path / "demos.zarr", task="reach", source="teleop")
+        recorder = RecorderNode(recorder_node, cell, tmp_path / "demos.zarr", task="reach", source="teleop",
+                                object_state=False, start_on_motion=False)
         control = cell_node.create_publisher(messages.EPISODE_CONTROL, topics.EPISODE_CONTROL, depth=100)
         joints = cell_node.create_publisher(messages.JOINT_STATE, topics.JOINT_STATES)
         pose = cell_node.create_publisher(messages.POSE_STAMPED, topics.EE_POSE)

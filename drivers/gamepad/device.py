@@ -1,6 +1,10 @@
 """Gamepad driver on pygame: stick axes and buttons, with button presses taken from the event queue
-so a tap between two control steps is not missed. Runs headless: with no display, SDL's dummy
-video driver is used (``SDL_VIDEODRIVER=dummy``)."""
+so a tap between two control steps is not missed. Every read empties SDL's event queue: axis and
+hat motion events arrive hundreds per second, and a queue left to fill (SDL keeps 65535 events,
+then drops new ones) would lose button presses. The sticks are read as their current positions;
+the pad being unplugged (``JOYDEVICEREMOVED``) raises ``ConnectionError``. The queue is
+process-wide, so the gamepad wants a process of its own (the teleop node is one). Runs headless:
+with no display, SDL's dummy video driver is used (``SDL_VIDEODRIVER=dummy``)."""
 
 from __future__ import annotations
 
@@ -51,7 +55,14 @@ class Gamepad:
             raise ConnectionError("gamepad is not connected; call connect() first")
         pygame, joystick = self.pygame, self.joystick
         instance = joystick.get_instance_id()
-        pressed = {e.button for e in pygame.event.get(pygame.JOYBUTTONDOWN) if e.instance_id == instance}
+        pressed = set()
+        for event in pygame.event.get():  # all of them: see the module docstring
+            if getattr(event, "instance_id", None) != instance:
+                continue
+            if event.type == pygame.JOYBUTTONDOWN:
+                pressed.add(event.button)
+            elif event.type == pygame.JOYDEVICEREMOVED:
+                raise ConnectionError(f"gamepad {self.config.index} was unplugged; plug it in and restart the teleop")
         axes = [joystick.get_axis(i) for i in range(joystick.get_numaxes())]
         held = {i for i in range(joystick.get_numbuttons()) if joystick.get_button(i)}
         return self.logic.command(self.config.mapping.apply(axes), held, pressed)

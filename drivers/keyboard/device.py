@@ -69,7 +69,13 @@ class Keyboard:
                 self.fd = os.open(self.config.tty, os.O_RDONLY | os.O_NONBLOCK)
                 self._owns_fd = True
             else:
-                self.fd = sys.stdin.fileno()
+                self.fd = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else None
+            if self.fd is None or not os.isatty(self.fd):
+                self.disconnect()
+                source = self.config.tty or "standard input"
+                raise ConnectionError(f"the keyboard teleop reads key presses from a terminal, and {source} is not "
+                                      "one (piped or redirected?): run the command in a terminal, or set "
+                                      "teleop.tty to a terminal device such as /dev/tty")
         if os.isatty(self.fd):
             self._saved_tty = termios.tcgetattr(self.fd)
             tty.setcbreak(self.fd)

@@ -1,9 +1,17 @@
 """OpenCV camera driver: UVC webcams (V4L2 on Linux) and video files, color only.
 
-Stamps: a webcam frame is stamped with the host monotonic clock right after ``grab`` returns; a
+Stamps: a webcam frame is stamped with the host monotonic clock right after ``read`` returns; a
 video file frame with the stamp of the first frame plus its position in the file
-(``CAP_PROP_POS_MSEC``), so recorded timing is preserved. Webcams report no frame counter, so
-drops cannot be detected; ``frame_index`` counts the frames read.
+(``CAP_PROP_POS_MSEC``), so recorded timing is preserved; with ``loop: true`` each pass continues
+one frame period after the last frame of the previous one, so stamps keep increasing. Webcams are
+asked for a one-frame driver buffer (``CAP_PROP_BUFFERSIZE``, where the backend supports it, as
+V4L2 does), so ``read`` returns a fresh frame instead of one that waited in the queue. Webcams
+report no frame counter, so drops cannot be detected; ``frame_index`` counts the frames read.
+
+``list_devices`` (``robolearn find-cameras``) probes each webcam for common sizes
+(``PROBED_SIZES_PX``) in the ``PROBED_FOURCCS`` pixel formats: V4L2 snaps a request to a mode the
+device has, so a size that reads back unchanged is supported. Other sizes are not listed;
+``v4l2-ctl --list-formats-ext -d /dev/videoN`` lists every mode.
 """
 
 from __future__ import annotations
@@ -23,6 +31,9 @@ from robolearn.interfaces import CameraIntrinsics, Frame, now_ns
 from .._sdk import require_sdk
 from .config import OpenCVCameraConfig
 
+PROBED_SIZES_PX = ((320, 240), (640, 480), (800, 600), (1280, 720), (1920, 1080))
+PROBED_FOURCCS = ("YUYV", "MJPG")
+
 
 def load_sdk() -> ModuleType:
     return require_sdk("cv2", "opencv", "OpenCV camera")
@@ -39,6 +50,8 @@ class OpenCVCamera:
         self.is_file = False
         self._frames_read = 0
         self._file_start_ns = 0
+        self._last_position_ns = 0
+        self._frame_period_ns = 0
 
     @property
     def cv2(self) -> ModuleType:
@@ -70,12 +83,16 @@ class OpenCVCamera:
                 f"camera {self.name!r}: OpenCV cannot open {source!r}; check the device or file exists and is "
                 "readable (video group, docs/hardware.md), and list cameras with `robolearn find-cameras`"
             )
-        if not self.is_file:
+        if self.is_file:
+            file_fps = capture.get(cv2.CAP_PROP_FPS)
+            self._frame_period_ns = round(1e9 / (file_fps if file_fps > 0 else config.fps))
+        else:
             if config.fourcc:
                 capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*config.fourcc))
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, config.width_px)
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, config.height_px)
             capture.set(cv2.CAP_PROP_FPS, config.fps)
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # ignored (False) by backends without a driver queue setting
         self.capture = capture
         self._frames_read = 0
 
@@ -84,9 +101,11 @@ class OpenCVCamera:
         if self.capture is None:
             raise ConnectionError(f"camera {self.name!r} is not connected; call connect() first")
         ok, bgr = self.capture.read()
-        if not ok and self.is_file and config.loop:
+        rewound = False
+        if not ok and self.is_file and config.loop and self._frames_read > 0:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, bgr = self.capture.read()
+            rewound = True
         if not ok:
             if self.is_file:
                 raise EOFError(f"camera {self.name!r}: end of video file {config.source!r} (set loop: true to rewind)")
@@ -96,6 +115,9 @@ class OpenCVCamera:
             position_ns = int(round(self.capture.get(cv2.CAP_PROP_POS_MSEC) * 1e6))
             if self._frames_read == 0:
                 self._file_start_ns = stamp_ns - position_ns
+            elif rewound:  # the next pass starts one frame period after the last frame of this one
+                self._file_start_ns += self._last_position_ns + self._frame_period_ns - position_ns
+            self._last_position_ns = position_ns
             stamp_ns = self._file_start_ns + position_ns
         if bgr.shape[:2] != (config.height_px, config.width_px):
             bgr = cv2.resize(bgr, (config.width_px, config.height_px), interpolation=cv2.INTER_AREA)
@@ -131,8 +153,7 @@ def list_devices(sdk: ModuleType | None = None) -> list[dict[str, Any]]:
         try:
             if not capture.isOpened() or not capture.read()[0]:
                 continue  # metadata nodes and busy devices
-            width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-            fps = capture.get(cv2.CAP_PROP_FPS)
+            modes = probe_modes(capture, cv2)
         finally:
             capture.release()
         cameras.append(
@@ -141,7 +162,35 @@ def list_devices(sdk: ModuleType | None = None) -> list[dict[str, Any]]:
                 "serial": by_id.get(path, path),
                 "name": name,
                 "source": by_id.get(path, path),
-                "modes": [f"color {width}x{height}@{fps:g}"],
+                "modes": modes,
             }
         )
     return cameras
+
+
+def fourcc_name(code: float) -> str:
+    """``CAP_PROP_FOURCC``'s number as its four characters (``MJPG``)."""
+    return int(code).to_bytes(4, "little").decode("ascii", errors="replace")
+
+
+def probe_modes(capture: Any, cv2: ModuleType) -> list[str]:
+    """Modes of an opened webcam among ``PROBED_SIZES_PX`` × ``PROBED_FOURCCS``, e.g. ``color
+    1280x720@30 MJPG``: each size is requested and kept when it reads back unchanged, with the frame
+    rate the device then reports. Falls back to the current mode when nothing probes (a backend
+    that ignores the requests)."""
+    current = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+               capture.get(cv2.CAP_PROP_FPS), fourcc_name(capture.get(cv2.CAP_PROP_FOURCC)))
+    modes = []
+    for fourcc in PROBED_FOURCCS:
+        capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*fourcc))
+        if fourcc_name(capture.get(cv2.CAP_PROP_FOURCC)) != fourcc:
+            continue
+        for width, height in PROBED_SIZES_PX:
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+            if (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (width, height):
+                modes.append(f"color {width}x{height}@{capture.get(cv2.CAP_PROP_FPS):g} {fourcc}")
+    if not modes:
+        width, height, fps, fourcc = current
+        modes.append(f"color {width}x{height}@{fps:g} {fourcc}")
+    return modes

@@ -8,11 +8,14 @@ a frameset with color but no depth (or the reverse) counts in ``incomplete_frame
 skipped.
 
 Timestamps: every sensor has ``global_time_enabled`` set, so librealsense reports the hardware
-capture time translated into the host's wall clock (``timestamp_domain.global_time``, ms). The
-driver converts it to the host monotonic clock used everywhere else in robolearn
-(``stamp_ns = timestamp_ms * 1e6 - clock_offset_ns`` with ``clock_offset_ns`` the wall-minus-monotonic
-offset taken at start). A camera that cannot report global time (``hardware_clock`` domain) is
-stamped with the host's arrival time instead; ``stamp_domain`` tells which was used.
+capture time translated into the host's wall clock (``timestamp_domain.global_time``: ms since the
+Unix epoch, the domain of ROS stamps). The driver converts it to the host monotonic clock used
+everywhere else in robolearn (``stamp_ns = timestamp_ms * 1e6 - clock_offset_ns`` with
+``clock_offset_ns`` the wall-minus-monotonic offset, taken again for every frame so an NTP slew of
+the wall clock does not accumulate); the camera node converts back with the same offset
+(``robolearn.ros.clock.ros_stamp_ns``), so its header stamps are the hardware capture times. A
+camera that cannot report global time (``hardware_clock`` domain) is stamped with the host's
+arrival time instead; ``stamp_domain`` tells which was used.
 """
 
 from __future__ import annotations
@@ -198,6 +201,7 @@ class RealSenseCamera:
         domain = frame.get_frame_timestamp_domain()
         self.stamp_domain = domain.name
         if domain in (self.rs.timestamp_domain.global_time, self.rs.timestamp_domain.system_time):
+            self.clock_offset_ns = time.time_ns() - time.monotonic_ns()
             return int(round(frame.get_timestamp() * 1e6)) - self.clock_offset_ns
         return now_ns()
 

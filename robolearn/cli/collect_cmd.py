@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
 from robolearn.config import ConfigError
+
+if TYPE_CHECKING:
+    from robolearn.collect import CollectSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "success marked. With a teleop device, its success button commits the episode, its failure or reset "
         "button discards it (it is redone) and quit stops. Episode i uses seed SEED+i.")
     parser.add_argument("--cell", default="configs/cells/sim_panda.yaml", help="cell YAML (default: %(default)s)")
-    parser.add_argument("--task", default="pick_cube", help="task name (reach, pick_cube, push_cube) or a task YAML "
+    parser.add_argument("--task", default="pick_cube", help="task name (reach, pick_cube, push_cube, pick_cube_reset, push_cube_reset) or a task YAML "
                         "(default: %(default)s)")
     parser.add_argument("--teleop", default="expert", help="expert (scripted), keyboard, or another registered teleop type")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to commit (default: %(default)s)")
@@ -33,26 +37,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-cameras", action="store_true", help="record state only (no camera streams)")
     parser.add_argument("--via-ros", action="store_true",
                         help="record through the ROS 2 node graph (twin, recorder and teleop nodes over Zenoh) "
-                        "instead of in this process; --teleop expert, cell (the cell's device) or a device type")
+                        "instead of in this process, with the same seeds and the same steps; --teleop expert, cell "
+                        "(the cell's device) or a device type; --only-success, --quality and --no-cameras apply")
     add_overrides_flag(parser)
     add_json_flag(parser)
     parser.set_defaults(func=run)
 
 
-def _collect_via_ros(args: argparse.Namespace) -> int:
+def _collect_via_ros(settings: CollectSettings, as_json: bool) -> int:
     from robolearn.ros.collect import collect_via_ros
     from robolearn.store import DemoStore
 
-    path = Path(args.store)
+    path = Path(settings.store)
     try:
         before = DemoStore.open(path).n_episodes if path.exists() else 0
     except (FileNotFoundError, ValueError) as err:
-        raise ConfigError("--store", args.store, str(err)) from err
-    result = collect_via_ros(args.cell, args.task, args.episodes, args.store, teleop=args.teleop, seed=args.seed,
-                             noise_scale=args.noise, operator=args.operator, overrides=args.overrides)
+        raise ConfigError("--store", settings.store, str(err)) from err
+    result = collect_via_ros(settings.cell, settings.task, settings.episodes, settings.store, teleop=settings.teleop,
+                             seed=settings.seed, noise_scale=settings.noise, operator=settings.operator,
+                             only_success=settings.only_success, jpeg_quality=settings.jpeg_quality,
+                             cameras=settings.cameras, overrides=list(settings.overrides))
     committed = (result.get("n_episodes") or 0) - before
-    emit({**result, "episodes_committed": committed}, args.json)
-    return 0 if committed >= args.episodes else 1
+    emit({**result, "episodes_committed": committed}, as_json)
+    return 0 if committed >= settings.episodes else 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                                only_success=args.only_success, jpeg_quality=args.quality, cameras=not args.no_cameras,
                                overrides=args.overrides)
     if args.via_ros:
-        return _collect_via_ros(args)
+        return _collect_via_ros(settings, args.json)
     result = collect(settings)
     emit(result, args.json)
     return 0 if result["episodes_committed"] == args.episodes else 1

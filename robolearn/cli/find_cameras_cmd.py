@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "find-cameras",
         help="list connected RealSense and OpenCV cameras with serials and modes",
         description="List the RealSense cameras (serial, firmware, USB type, color and depth modes) and the "
-        "OpenCV/UVC webcams (device path, current mode) connected to this machine, to fill the cameras: "
+        "OpenCV/UVC webcams (device path; the common sizes 320x240 to 1920x1080 in YUYV and MJPG that each accepts, "
+        "probed: v4l2-ctl --list-formats-ext lists every mode) connected to this machine, to fill the cameras: "
         "section of a cell YAML. A backend whose SDK is not installed is skipped with a note on stderr. "
         "Prints an empty list and exits 0 when no camera is found.",
     )

@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from robolearn.cell import CellConfig
-from robolearn.interfaces import RewardModel, now_ns
+from robolearn.interfaces import RewardModel
+from robolearn.reward.base import success_threshold
 from robolearn.ros import messages
+from robolearn.ros.clock import ros_now_ns
 from robolearn.ros.node import Node, Received
 from robolearn.ros.nodes import topics
 from robolearn.ros.nodes.twin import FLOAT_ARRAY, float_array_msg
@@ -43,7 +45,7 @@ class RewardNode:
     def __init__(self, node: Node, model: RewardModel, cell: CellConfig, mark_success: bool = False):
         self.node, self.model, self.cell = node, model, cell
         self.cameras = reward_cameras(model)
-        self.threshold = float(getattr(model, "threshold", 0.5))
+        self.threshold = success_threshold(model)
         self.frame_timeout_ns = int(cell.safety.frame_timeout_s * 1e9)
         self.mark_success = mark_success
         self.images: dict[str, np.ndarray] = {}
@@ -90,7 +92,7 @@ class RewardNode:
         return any(c not in self.stamps or now - self.stamps[c] > self.frame_timeout_ns for c in self.cameras)
 
     def tick(self) -> None:
-        now = now_ns()
+        now = ros_now_ns()  # header stamps are ROS system time
         if self.stale(now):
             self.skipped_stale += 1
             return

@@ -16,13 +16,16 @@ supervisor's terminal as its standard input (a keyboard teleop node reads it). T
 a zenoh router at the router endpoint (default: the cell's ``ros.router_endpoint``) unless one is
 already listening there (``rmw_zenohd`` on a ROS 2 machine). A node that exits non-zero is reported
 and restarted if ``restart: true``; when a ``required`` node exits (with any status) or on
-Ctrl-C/SIGTERM, every node gets SIGINT, then SIGKILL after ``stop_timeout_s``. Nodes run in their
-own sessions, so a terminal's Ctrl-C reaches only the supervisor, which forwards one SIGINT to each
-node.
+Ctrl-C/SIGTERM/SIGHUP (the SSH session or terminal running the launch closed), every node gets
+SIGINT, then SIGKILL after ``stop_timeout_s``. Nodes run in their own sessions, so a terminal's
+Ctrl-C (or hang-up) reaches only the supervisor, which forwards one SIGINT to each node. A launch
+YAML naming an unknown node type, or two enabled nodes with one name, is refused before anything
+starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -36,6 +39,9 @@ from typing import Any
 
 from robolearn.config import ConfigError, apply_overrides, from_dict, read_yaml
 from robolearn.ros.zenoh_backend import ZenohSettings, open_router, router_listening
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Signals on which the supervisor stops every node (Ctrl-C's SIGINT arrives as KeyboardInterrupt)."""
 
 
 @dataclass
@@ -106,7 +112,25 @@ def load_launch(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         node.params = _substitute(node.params, config.args, source)
         node.set = _substitute(node.set, config.args, source)
     config.nodes = [node for node in config.nodes if node.enabled(config.args)]
+    check_nodes(config.nodes, source)
     return config
+
+
+def check_nodes(nodes: list[LaunchNode], source: str) -> None:
+    """Raise ``ConfigError`` for a node type ``robolearn node`` does not know, or two enabled nodes
+    with one name (the supervisor tells processes apart by name)."""
+    from robolearn.ros.nodes import NODE_NAMES
+
+    seen: set[str] = set()
+    for node in nodes:
+        if node.node not in NODE_NAMES:
+            raise ConfigError(source, f"nodes.{node.name}.node",
+                              f"unknown node {node.node!r}; choose one of: {', '.join(NODE_NAMES)}")
+        if node.name in seen:
+            raise ConfigError(source, f"nodes.{node.name}",
+                              "two enabled nodes have this name; give each a unique name (or make their when/unless "
+                              "conditions exclusive)")
+        seen.add(node.name)
 
 
 def resolve_router(config: LaunchConfig) -> str:
@@ -122,13 +146,19 @@ class Supervisor:
     """Starts, watches and stops the node processes of one ``LaunchConfig``."""
 
     def __init__(self, config: LaunchConfig, log=print):  # noqa: ANN001
-        self.config, self.log = config, log
+        check_nodes(config.nodes, "launch config")
+        self.config, self._log = config, log
         self.procs: dict[str, subprocess.Popen] = {}
         self.restarts: dict[str, int] = {}
         self.exit_codes: dict[str, int] = {}
         self._stopping = False
         self._router = None
         self.router = resolve_router(config)
+
+    def log(self, line: str) -> None:
+        """Report ``line``; a terminal that went away (SSH closed: EIO) must not stop the shutdown."""
+        with contextlib.suppress(OSError):
+            self._log(line)
 
     def command(self, node: LaunchNode) -> list[str]:
         cmd = [sys.executable, "-m", "robolearn", "node", node.node, "--cell", self.config.cell,
@@ -151,7 +181,7 @@ class Supervisor:
             self._router = open_router(self.router)
             self.log(f"robolearn launch: zenoh router on {self.router}")
         in_main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, lambda *_: self.request_stop()) if in_main else None
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS} if in_main else {}
         try:
             for node in self.config.nodes:
                 self.start(node)
@@ -178,14 +208,18 @@ class Supervisor:
             self.log("robolearn launch: interrupted; stopping all nodes")
         finally:
             self.stop_all()
-            if in_main:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             if self._router is not None:
                 self._router.close()
         return {"exit_codes": self.exit_codes, "restarts": self.restarts}
 
     def request_stop(self) -> None:
         self._stopping = True
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.log(f"robolearn launch: {signal.Signals(signum).name}; stopping all nodes")
+        self.request_stop()
 
     def stop_all(self) -> None:
         """SIGINT to every running node, then SIGKILL to those still running after ``stop_timeout_s``.

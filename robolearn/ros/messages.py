@@ -40,6 +40,7 @@ TWIST_STAMPED = "geometry_msgs/msg/TwistStamped"
 TELEOP_COMMAND = f"{PACKAGE}/msg/TeleopCommand"
 EPISODE_CONTROL = f"{PACKAGE}/msg/EpisodeControl"
 SAFETY_VIOLATION = f"{PACKAGE}/msg/SafetyViolation"
+OBJECT_STATE = f"{PACKAGE}/msg/ObjectState"
 
 
 @cache
@@ -177,10 +178,11 @@ def compressed_image_array(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
-def frame_msgs(frame: Frame, frame_id: str) -> tuple[Any, Any | None]:
-    """A camera ``Frame`` → (color Image, depth Image or None), stamped with the frame's stamp."""
-    depth = None if frame.depth_m is None else image_msg(frame.depth_m.astype(np.float32), frame.stamp_ns, frame_id)
-    return image_msg(frame.color, frame.stamp_ns, frame_id), depth
+def frame_msgs(frame: Frame, frame_id: str, stamp_ns_: int) -> tuple[Any, Any | None]:
+    """A camera ``Frame`` → (color Image, depth Image or None), stamped ``stamp_ns_`` (the frame's
+    capture time as ROS system time, ``robolearn.ros.clock.ros_stamp_ns(frame.stamp_ns)``)."""
+    depth = None if frame.depth_m is None else image_msg(frame.depth_m.astype(np.float32), stamp_ns_, frame_id)
+    return image_msg(frame.color, stamp_ns_, frame_id), depth
 
 
 def camera_info_msg(intrinsics: CameraIntrinsics, stamp_ns_: int, frame_id: str) -> Any:
@@ -242,6 +244,16 @@ def teleop_command(msg: Any) -> TeleopCommand:
 
 def violation_msg(violation: Violation, stamp_ns_: int) -> Any:
     return msg_class(SAFETY_VIOLATION)(header=header(stamp_ns_), kind=violation.kind, detail=violation.detail)
+
+
+def object_state_msg(values: np.ndarray, stamp_ns_: int) -> Any:
+    """The twin's object state ``(K,) float32`` at ``stamp_ns_``."""
+    return msg_class(OBJECT_STATE)(header=header(stamp_ns_), data=np.asarray(values, dtype=np.float32))
+
+
+def object_state(msg: Any) -> np.ndarray:
+    """Inverse of ``object_state_msg``: ``(K,) float32``."""
+    return np.array(msg.data, dtype=np.float32)
 
 
 def episode_control_msg(command: int, stamp_ns_: int, task: str = "") -> Any:

@@ -4,14 +4,16 @@
 parameters in the style of rclpy. Messages are rosbags dataclasses named by their ROS type string
 (``"sensor_msgs/msg/Image"``, see ``robolearn.ros.messages``). Subscription callbacks and timers run
 on the thread that calls ``spin`` (one at a time, like rclpy's single-threaded executor), so node code
-needs no locks. ``spin`` returns on ``shutdown()``, SIGINT or SIGTERM, after which ``close`` undeclares
-everything; a node is also a context manager.
+needs no locks. ``spin`` returns on ``shutdown()``, SIGINT, SIGTERM or SIGHUP, after which ``close``
+undeclares everything; a node is also a context manager. Stamps on the wire are ROS system time
+(``robolearn.ros.clock``).
 """
 
 from __future__ import annotations
 
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +23,8 @@ from typing import Any
 from robolearn.ros import messages
 from robolearn.ros.zenoh_backend import ZenohSettings, unpack_attachment
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Signals that stop a node cleanly (devices disconnected, an arm held)."""
 BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -103,6 +107,7 @@ class Node:
         self._stop = threading.Event()
         self._closed = False
         self._saved_handlers: dict[int, Any] = {}
+        self.dropped: dict[str, int] = {}
 
     @property
     def backend_impl(self) -> Any:
@@ -136,7 +141,8 @@ class Node:
     def create_subscription(self, typename: str, topic: str, callback: Callable[[Received], None],
                             depth: int = 10, reliable: bool = True) -> Any:
         """``callback(Received)`` runs in ``spin``. At most ``depth`` messages wait; older ones are dropped
-        (keep-last history)."""
+        (keep-last history). A message that does not deserialize as ``typename``, or on which
+        ``callback`` raises, is dropped, counted in ``dropped[topic]`` and logged; the node goes on."""
         messages.msg_class(typename)
         pending: queue.SimpleQueue[tuple[bytes, bytes | None]] = queue.SimpleQueue()
         waiting = [0]
@@ -148,10 +154,18 @@ class Node:
                     return
                 waiting[0] -= 1
             cdr, attachment = pending.get_nowait()
-            sequence, stamp = -1, 0
-            if attachment is not None:
-                sequence, stamp, _ = unpack_attachment(attachment)
-            callback(Received(messages.deserialize(cdr, typename), cdr, sequence, stamp))
+            try:
+                sequence, stamp = -1, 0
+                if attachment is not None:
+                    sequence, stamp, _ = unpack_attachment(attachment)
+                received = Received(messages.deserialize(cdr, typename), cdr, sequence, stamp)
+            except Exception as err:  # a foreign publisher's bytes: never a reason to stop this node
+                self._drop(topic, "malformed", err)
+                return
+            try:
+                callback(received)
+            except Exception as err:
+                self._drop(topic, "unusable", err)
 
         def on_data(cdr: bytes, attachment: bytes | None) -> None:
             with lock:
@@ -163,6 +177,14 @@ class Node:
             self._events.put(deliver)
 
         return self._backend.create_subscription(typename, topic, on_data, depth, reliable)
+
+    def _drop(self, topic: str, why: str, err: Exception) -> None:
+        """Count a message that could not be deserialized (``malformed``) or that its callback raised
+        on (``unusable``), and say so on stderr (the first few per topic, then every hundredth)."""
+        count = self.dropped[topic] = self.dropped.get(topic, 0) + 1
+        if count <= 3 or count % 100 == 0:
+            print(f"robolearn node {self.name}: dropped a {why} message on {topic} ({count} dropped so far): "
+                  f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
         timer = Timer(period_s, callback)
@@ -190,12 +212,13 @@ class Node:
                 event = None
 
     def spin(self, until: Callable[[], bool] | None = None, timeout_s: float | None = None) -> None:
-        """Process callbacks and timers until ``shutdown()``, SIGINT/SIGTERM (main thread only),
-        ``until()`` is true, or ``timeout_s`` passed."""
+        """Process callbacks and timers until ``shutdown()``, SIGINT/SIGTERM/SIGHUP (main thread only;
+        SIGHUP: the SSH session or terminal running the node closed), ``until()`` is true, or
+        ``timeout_s`` passed."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         previous = {}
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 previous[sig] = signal.signal(sig, lambda *_: self.shutdown())
         try:
             while not self._stop.is_set():

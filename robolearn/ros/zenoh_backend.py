@@ -4,7 +4,8 @@ Protocol (ros2/rmw_zenoh, ``docs/design.md`` and ``liveliness_utils.cpp``, Jazzy
 
 - data key expression: ``<domain>/<topic without leading slash>/<pkg>::msg::dds_::<Type>_/<RIHS01 hash>``;
 - payload: CDR with its 4-byte encapsulation header (``robolearn.ros.messages.serialize``);
-- attachment on every put, 33 bytes: int64 sequence number, int64 source timestamp (ns), the length
+- attachment on every put, 33 bytes: int64 sequence number, int64 source timestamp (ns since the Unix
+  epoch, system time like rmw_zenoh's), the length
   16 as one byte, then the 16-byte publisher gid (XXH3-128 of the entity's liveliness key expression,
   low 64 bits first);
 - liveliness tokens (what ``ros2 node list`` / ``ros2 topic list`` read)::
@@ -40,8 +41,8 @@ from typing import Any
 import xxhash
 import zenoh
 
-from robolearn.interfaces import now_ns
 from robolearn.ros import messages
+from robolearn.ros.clock import ros_now_ns
 
 ADMIN_SPACE = "@ros2_lv"
 ATTACHMENT_FORMAT = "<qqB16s"
@@ -196,7 +197,7 @@ class ZenohPublisher:
     def publish_cdr(self, cdr: bytes | memoryview) -> None:
         with self._lock:
             self._sequence += 1
-            attachment = pack_attachment(self._sequence, now_ns(), self.gid)
+            attachment = pack_attachment(self._sequence, ros_now_ns(), self.gid)
             self._publisher.put(cdr if isinstance(cdr, bytes) else bytes(cdr), attachment=attachment)
 
     def has_subscribers(self) -> bool:

@@ -1,9 +1,15 @@
 """The policy node: runs a ``Policy`` at the control rate on observations assembled from the graph.
 
 It acts only on fresh data: every key in ``policy.observation_keys`` must have arrived, and every
-camera image must be younger than ``safety.frame_timeout_s`` (by its capture stamp against the
-host clock). Otherwise it publishes no command (the arm node's watchdog then holds the arm) and
-publishes a ``stale_frame`` violation saying which key is missing or how old it is, once per change.
+camera image must be younger than ``safety.frame_timeout_s``. Ages compare like with like: the
+image's header stamp (ROS system time, set from the capture time by the camera or twin node, which
+may run on another machine) against this host's system time, allowing ``max_clock_offset_s`` of
+disagreement between the two machines' clocks (keep them in sync with chrony, docs/hardware.md):
+an image counts as stale when older than ``frame_timeout_s + max_clock_offset_s``, and one stamped
+more than ``max_clock_offset_s`` in the future is refused as a clock problem. When it must not act
+it publishes no command (the arm node's watchdog then holds the arm) and publishes a
+``stale_frame`` violation saying which key is missing, how old it is or how far the clocks
+disagree, once per change.
 """
 
 from __future__ import annotations
@@ -12,18 +18,27 @@ import numpy as np
 
 from robolearn.cell import CellConfig
 from robolearn.env import action_to_command
-from robolearn.interfaces import Policy, Violation, now_ns
+from robolearn.interfaces import Policy, Violation
 from robolearn.ros import messages
+from robolearn.ros.clock import ros_now_ns
 from robolearn.ros.node import Node, Received
 from robolearn.ros.nodes import topics
-from robolearn.ros.nodes.twin import FLOAT_ARRAY
+
+DEFAULT_MAX_CLOCK_OFFSET_S = 0.01
+"""Clock disagreement tolerated between the camera's machine and this one (chrony on a LAN keeps
+it well under a millisecond)."""
 
 
 class PolicyNode:
+    """``policy`` acting on ``observation_keys`` from the cell's topics. Parameter
+    ``max_clock_offset_s``: see the module docstring."""
+
     def __init__(self, node: Node, policy: Policy, cell: CellConfig, observation_keys: list[str]):
         self.node, self.policy, self.cell = node, policy, cell
         self.keys = list(observation_keys)
         self.frame_timeout_ns = int(cell.safety.frame_timeout_s * 1e9)
+        self.max_clock_offset_s = node.declare_parameter("max_clock_offset_s", DEFAULT_MAX_CLOCK_OFFSET_S)
+        self.clock_offset_ns = int(self.max_clock_offset_s * 1e9)
         self.latest: dict[str, np.ndarray] = {}
         self.stamps: dict[str, int] = {}
         self.refused_key: str | None = None
@@ -31,8 +46,8 @@ class PolicyNode:
         self._joints = self._pose = None
         node.create_subscription(messages.JOINT_STATE, topics.JOINT_STATES, self.on_joints)
         node.create_subscription(messages.POSE_STAMPED, topics.EE_POSE, self.on_pose)
-        node.create_subscription(FLOAT_ARRAY, topics.OBJECT_STATE,
-                                 lambda r: self.latest.__setitem__("object_state", np.asarray(r.msg.data, np.float32)))
+        node.create_subscription(messages.OBJECT_STATE, topics.OBJECT_STATE,
+                                 lambda r: self.latest.__setitem__("object_state", messages.object_state(r.msg)))
         for key in self.keys:
             kind, _, camera = key.partition("_")
             if kind in ("rgb", "depth"):
@@ -65,13 +80,21 @@ class PolicyNode:
         for key in self.keys:
             if key not in self.latest:
                 return f"{key}:missing", f"no {key} received yet; not acting"
-            if key in self.stamps and now - self.stamps[key] > self.frame_timeout_ns:
-                age_ms = (now - self.stamps[key]) / 1e6
-                return f"{key}:stale", f"{key} is {age_ms:.0f} ms old (frame_timeout_s {self.cell.safety.frame_timeout_s}); not acting"
+            if key not in self.stamps:
+                continue
+            age_ns = now - self.stamps[key]
+            if age_ns < -self.clock_offset_ns:
+                return f"{key}:future", (f"{key} is stamped {-age_ns / 1e6:.0f} ms in the future: its machine's clock is "
+                                         f"ahead of this one by more than max_clock_offset_s {self.max_clock_offset_s}; "
+                                         "sync the clocks (chrony, docs/hardware.md); not acting")
+            if age_ns > self.frame_timeout_ns + self.clock_offset_ns:
+                return f"{key}:stale", (f"{key} is {age_ns / 1e6:.0f} ms old (frame_timeout_s "
+                                        f"{self.cell.safety.frame_timeout_s} + max_clock_offset_s {self.max_clock_offset_s}); "
+                                        "not acting")
         return None
 
     def tick(self) -> None:
-        now = now_ns()
+        now = ros_now_ns()
         blocked = self.check(now)
         if blocked is not None:
             key, reason = blocked

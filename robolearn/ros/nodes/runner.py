@@ -7,25 +7,45 @@ are disconnected when it stops, however it stops.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
 from robolearn.cell import CellConfig
-from robolearn.ros.node import Node
+from robolearn.ros.node import STOP_SIGNALS, Node
 from robolearn.ros.nodes import NODE_NAMES
 from robolearn.ros.zenoh_backend import ZenohSettings, open_router
 
 
 def run_node(name: str, cell: CellConfig, params: dict[str, Any], backend: str = "auto",
              settings: ZenohSettings | None = None) -> dict[str, Any]:
-    """Run node ``name`` until it finishes, Ctrl-C or SIGTERM; returns a summary.
+    """Run node ``name`` until it finishes, Ctrl-C, SIGTERM or SIGHUP; returns a summary.
 
     backend: ``zenoh``, ``rclpy`` or ``auto`` (see ``robolearn.ros.node.Node``). settings: zenoh
-    session settings (default: the cell's ``ros`` section, then the environment).
+    session settings (default: the cell's ``ros`` section, then the environment). SIGTERM or SIGHUP
+    while the node is still starting raises ``KeyboardInterrupt`` (as Ctrl-C does), so a device
+    already connected is disconnected on the way out.
     """
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS if sig != signal.SIGINT}
+    try:
+        return _run_node(name, cell, params, backend, settings)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _run_node(name: str, cell: CellConfig, params: dict[str, Any], backend: str,
+              settings: ZenohSettings | None) -> dict[str, Any]:
     settings = settings or ZenohSettings.from_cell(cell)
     if name == "router":
         router = open_router(settings.router_endpoint)
@@ -94,21 +114,29 @@ def _build(name: str, node: Node, cell: CellConfig, stack: ExitStack) -> Callabl
                         noise_scale=node.declare_parameter("noise_scale", 0.0),
                         wait_for_recorder_s=node.declare_parameter("wait_for_recorder_s", 30.0),
                         teleop=node.declare_parameter("teleop", "expert"),
-                        compressed_quality=node.declare_parameter("compressed_quality", 0))
+                        compressed_quality=node.declare_parameter("compressed_quality", 0),
+                        only_success=node.declare_parameter("only_success", False))
         stack.callback(twin.env.close)
-        return lambda: {"node": "twin", "episodes_completed": twin.completed}
+        return lambda: {"node": "twin", "episodes_completed": twin.completed, "attempts": twin.attempts,
+                        "dropped_messages": dict(node.dropped)}
     if name == "recorder":
         from robolearn.ros.nodes.recorder import RecorderNode
 
         recorder = RecorderNode(node, cell, node.declare_parameter("store", "data/demos.zarr"),
                                 task=node.declare_parameter("task", ""), source=node.declare_parameter("source", "teleop"),
-                                operator=node.declare_parameter("operator", ""))
-        return lambda: {"node": "recorder", "committed": recorder.committed}
+                                operator=node.declare_parameter("operator", ""),
+                                jpeg_quality=node.declare_parameter("jpeg_quality", 95),
+                                object_state=node.declare_parameter("object_state", cell.arm.type == "sim"),
+                                start_on_motion=node.declare_parameter("start_on_motion", True),
+                                tolerance_s=node.declare_parameter("tolerance_s", 0.0))
+        stack.callback(recorder.close)
+        return recorder.summary
     if name == "arm":
         from robolearn.ros.nodes.arm import ArmNode
 
         arm_node = ArmNode(node, _connect(cell.arm.create(cell), stack), cell)
-        return lambda: {"node": "arm", "violations": arm_node.violation_count}
+        return lambda: {"node": "arm", "violations": arm_node.violation_count, "faults": arm_node.faults,
+                        "dropped_messages": dict(node.dropped)}
     if name == "policy":
         from robolearn.learn import load_policy
         from robolearn.ros.nodes.policy import PolicyNode

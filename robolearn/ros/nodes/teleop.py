@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from robolearn.cell import CellConfig
 from robolearn.env import action_to_command
-from robolearn.interfaces import Teleop, TeleopCommand, now_ns
+from robolearn.interfaces import Teleop, TeleopCommand
 from robolearn.ros import messages
+from robolearn.ros.clock import ros_now_ns
 from robolearn.ros.node import Node
 from robolearn.ros.nodes import topics
 
@@ -19,7 +20,7 @@ class TeleopPublisher:
         self.command_pub = node.create_publisher(messages.EE_DELTA_COMMAND, topics.ARM_COMMAND)
 
     def publish(self, command: TeleopCommand) -> None:
-        stamp = now_ns()
+        stamp = ros_now_ns()
         self.teleop_pub.publish(messages.teleop_msg(command, stamp))
         safety = self.cell.safety
         arm_command = action_to_command(command.action(), safety.max_step_m, safety.max_rot_step_rad)
