@@ -32,21 +32,16 @@ def test_checkpoint_round_trip_is_bit_exact_and_resumes_identically(tmp_path, cf
     torch.manual_seed(0)
     buf = _filled(cfg)
     agent = train_offline(cfg, buf, 3, {"state": (3,)}, 1, device="cpu", progress=False)
-    save_agent(tmp_path / "ckpt", agent, {"state": (3,)}, step=3, replay=buf.state_dict())
+    save_agent(tmp_path / "ckpt", agent, {"state": (3,)}, step=3, replay=buf.state_dict(), rngs={"buffer": buf.rng})
+    agent.update([buf.sample(16)])  # the uninterrupted run's next update
+    torch.manual_seed(123)  # a restarted process starts from other RNG states
     clone = make_agent(agent.cfg, {"state": (3,)}, 1)
-    config, replay = load_checkpoint(tmp_path / "ckpt", clone, clone.optimizers())
+    restored = ReplayBuffer({"state": ((3,), np.float32)}, 1, 200, seed=99)
+    config, replay = load_checkpoint(tmp_path / "ckpt", clone, clone.optimizers(), rngs={"buffer": restored.rng})
     assert config["step"] == 3
-    for (k, a), b in zip(agent.state_dict().items(), clone.state_dict().values()):
-        assert torch.equal(a, b), k
-    restored = ReplayBuffer({"state": ((3,), np.float32)}, 1, 200)
     restored.load_state_dict(replay)
     assert np.array_equal(restored.obs["state"], buf.obs["state"]) and len(restored) == len(buf)
-    # identical next update from identical state (RNG restored too)
-    batch_rng = buf.rng.bit_generator.state
-    torch.manual_seed(1)
-    agent.update([buf.sample(16)])
-    restored.rng.bit_generator.state = batch_rng
-    torch.manual_seed(1)
+    # identical next update from the checkpoint: weights, optimizer moments, torch and buffer RNG restored
     clone.update([restored.sample(16)])
     for (k, a), b in zip(agent.state_dict().items(), clone.state_dict().values()):
         assert torch.equal(a, b), k
@@ -177,3 +172,102 @@ def test_action_scaler_round_trips_and_rejects_unbounded_spaces():
     np.testing.assert_allclose(scale.inverse(scale(np.array([0.5, -0.2]))), [0.5, -0.2], atol=1e-6)
     with pytest.raises(ValueError, match="unbounded"):
         ActionScaler(gym.spaces.Box(-np.inf, np.inf, (2,)))
+
+
+class PixelBoxEnv(gym.Env):
+    """A bright square on a 16×16 RGB frame, moved by the action; the whole observation is the image
+    (``(16, 16, 3)``, or ``(3, 16, 16)`` with ``channels_first``)."""
+
+    action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def __init__(self, channels_first=False):
+        self.channels_first = channels_first
+        shape = (3, 16, 16) if channels_first else (16, 16, 3)
+        self.observation_space = gym.spaces.Box(0, 255, shape, np.uint8)
+
+    def _obs(self):
+        img = np.zeros((16, 16, 3), np.uint8)
+        y, x = np.clip(((self.pos + 1) * 7).astype(int), 0, 14)
+        img[y:y + 2, x:x + 2] = 255
+        return np.moveaxis(img, -1, 0) if self.channels_first else img
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos, self.t = self.np_random.uniform(-1, 1, 2), 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.pos = np.clip(self.pos + 0.3 * np.asarray(action), -1, 1)
+        self.t += 1
+        success = bool(np.abs(self.pos).max() < 0.3)
+        return self._obs(), float(success), success, self.t >= 8, {"success": success}
+
+
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_pixel_box_observation_trains_as_an_image(channels_first):
+    from robolearn.learn.api import PIXEL_KEY, as_obs_dict
+
+    env = PixelBoxEnv(channels_first)
+    assert observation_spaces(env.observation_space) == {PIXEL_KEY: ((16, 16, 3), np.dtype(np.uint8))}
+    obs = as_obs_dict(env.reset(seed=0)[0])
+    assert list(obs) == ["rgb_obs"] and obs["rgb_obs"].shape == (16, 16, 3) and obs["rgb_obs"].max() == 255
+    result = train_online(env, small_sac(image_latent_dim=8, start_steps=4), total_steps=10, progress=False)
+    assert result.updates == 6 and result.agent.encoder.image_keys == ["rgb_obs"] and not result.agent.encoder.vector_keys
+    assert 0.0 <= evaluate(PixelBoxEnv(channels_first), result.policy, episodes=1)["success_rate"] <= 1.0
+
+
+def test_unsupported_pixel_observations_name_the_fix():
+    from robolearn.learn.api import UnsupportedSpaceError
+
+    unnamed = gym.spaces.Dict({"camera": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), "state": gym.spaces.Box(-1, 1, (2,))})
+    with pytest.raises(UnsupportedSpaceError, match="rgb_camera"):
+        observation_spaces(unnamed)
+    with pytest.raises(UnsupportedSpaceError, match="channels last"):
+        observation_spaces(gym.spaces.Dict({"rgb_top": gym.spaces.Box(0, 255, (3, 8, 8), np.uint8)}))
+    with pytest.raises(UnsupportedSpaceError, match="uint8 .H, W, 3. or .3, H, W."):
+        observation_spaces(gym.spaces.Box(0, 255, (8, 8), np.uint8))
+    assert observation_spaces(gym.spaces.Box(-1, 1, (8, 8, 3), np.float32)) == {"state": ((8, 8, 3), np.dtype(np.float32))}
+
+
+def test_diverging_update_raises_naming_the_loss():
+    from robolearn.learn.losses import NonFiniteLossError
+
+    buf = _filled(None)
+    buf.reward[: len(buf)] = 3e38  # finite, but its squared TD error is not
+    with pytest.raises(NonFiniteLossError, match="critic_loss is inf.*Lower the learning rates"):
+        train_offline(small_sac(), buf, 1, {"state": (3,)}, 1, device="cpu", progress=False)
+
+
+def test_damaged_or_mismatched_checkpoints_are_refused_naming_the_path(tmp_path):
+    from robolearn.learn.checkpoint import CheckpointError
+
+    cfg = small_sac()
+    agent = make_agent(cfg, {"state": (3,)}, 1)
+    ckpt = save_agent(tmp_path / "ckpt", agent, {"state": (3,)}, step=0)
+    other = make_agent(small_sac(n_critics=2), {"state": (3,)}, 1)
+    with pytest.raises(CheckpointError, match=r"ckpt .rlpd.*does not fit.*critic.layers.0.weight \(4, 4, 32\) vs \(2, 4, 32\)"):
+        load_checkpoint(ckpt, other, other.optimizers())
+    weights = (ckpt / "model.safetensors").read_bytes()
+    (ckpt / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(CheckpointError, match=f"{ckpt}: model.safetensors is damaged.*delete"):
+        load_checkpoint(ckpt, agent)
+    (ckpt / "model.safetensors").write_bytes(weights)
+    (ckpt / "config.json").write_text('{"algo": "rlpd", "step"')
+    with pytest.raises(CheckpointError, match="config.json is damaged"):
+        load_policy(ckpt)
+
+
+@pytest.mark.slow
+def test_compiled_agent_matches_eager_and_updates():
+    from robolearn.learn.api import compile_agent
+
+    torch.manual_seed(0)
+    agent = make_agent(small_sac(n_critics=2, hidden=(16, 16)), {"state": (3,)}, 1)
+    buf = _filled(None)
+    batch = buf.sample(8)
+    features = agent.encoder(batch["obs"])
+    eager = agent.critic(features, batch["action"]).detach()
+    compile_agent(agent)
+    torch.testing.assert_close(agent.critic(features, batch["action"]).detach(), eager, rtol=1e-5, atol=1e-5)
+    info = agent.update([buf.sample(8), buf.sample(8)])
+    assert set(info) >= {"critic_loss", "actor_loss"} and all(np.isfinite(v) for v in info.values())

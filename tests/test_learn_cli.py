@@ -5,13 +5,11 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("robolearn.store", reason="the DemoStore lands with the store issue")
-
-from robolearn.cli import main  # noqa: E402
-from robolearn.env import make_env  # noqa: E402
-from robolearn.learn import load_policy  # noqa: E402
-from robolearn.sim.experts import make_expert  # noqa: E402
-from robolearn.store import DemoStore  # noqa: E402
+from robolearn.cli import main
+from robolearn.env import make_env
+from robolearn.learn import load_policy
+from robolearn.sim.experts import make_expert
+from robolearn.store import DemoStore
 
 CELL = "configs/cells/sim_panda.yaml"
 
@@ -47,15 +45,83 @@ def _run(args, capsys):
 
 
 def test_train_bc_checkpoints_evaluates_and_resumes(store_path, tmp_path, capsys):
-    base = ["train", "--algo", "bc", "--store", str(store_path), "--task", "reach", "--eval-every", "20",
-            "--eval-episodes", "1", "--out", str(tmp_path / "bc"), "--set", "batch_size=32", "--set", "hidden=[32,32]"]
+    out = tmp_path / "bc"
+    base = ["train", "--algo", "bc", "--store", str(store_path), "--task", "reach", "--eval-every", "10",
+            "--eval-episodes", "1", "--out", str(out), "--set", "batch_size=32", "--set", "hidden=[32,32]",
+            "--keep-checkpoints", "2"]
     first = _run(base + ["--steps", "20"], capsys)
     assert first["resumed_from"] == 0 and first["success_rate"] is not None
+    assert first["step_checkpoints"] == [str(out / "step_10"), str(out / "step_20")]
+    # an earlier evaluation that scored better than anything this resumed run will reach
+    best_config = json.loads((out / "best" / "config.json").read_text())
+    best_step = best_config["step"]
+    (out / "best" / "config.json").write_text(json.dumps({**best_config, "eval": {**best_config["eval"], "success_rate": 2.0}}))
     second = _run(base + ["--steps", "40"], capsys)
-    assert second["resumed_from"] == 20
-    policy = load_policy(tmp_path / "bc" / "last")
+    assert second["resumed_from"] == 20 and second["best_success_rate"] == 2.0
+    assert load_policy(out / "best").config["step"] == best_step  # not overwritten by a worse model
+    assert sorted(p.name for p in out.glob("step_*")) == ["step_30", "step_40"]  # --keep-checkpoints 2
+    assert load_policy(out / "step_30").config["step"] == 30
+    assert not (out / "step_30" / "optim.safetensors").exists()  # for evaluation, not for resuming
+    policy = load_policy(out / "last")
     assert policy.config["step"] == 40 and policy.observation_keys == ["object_state", "state"]
-    assert (tmp_path / "bc" / "logs" / "scalars.jsonl").exists()
+    assert (out / "logs" / "scalars.jsonl").exists()
+    # robolearn eval over the step checkpoints: records beside each, a report over training steps
+    _run(["eval", "--policy", str(out / "step_30"), "--task", "reach", "--episodes", "1"], capsys)
+    evaluated = _run(["eval", "--policy", str(out / "step_40"), "--task", "reach", "--episodes", "1",
+                      "--report", str(tmp_path / "report.html")], capsys)
+    assert evaluated["record"].startswith(str(out / "step_40" / "evaluations"))
+    report = (tmp_path / "report.html").read_text()
+    assert "<td>bc/step_30</td>" in report and "<td>bc/step_40</td>" in report  # the sibling's record too
+
+
+def test_resume_restores_the_buffer_rng_and_takes_the_uninterrupted_run_s_updates(store_path, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    base = ["train", "--algo", "iql", "--store", str(store_path), "--task", "reach", "--eval-every", "0",
+            "--set", "batch_size=16", "--set", "hidden=[16,16]", "--set", "actor_lr_decay_steps=0"]
+    _run(base + ["--out", str(tmp_path / "straight"), "--steps", "6"], capsys)
+    _run(base + ["--out", str(tmp_path / "resumed"), "--steps", "3"], capsys)
+    assert _run(base + ["--out", str(tmp_path / "resumed"), "--steps", "6"], capsys)["resumed_from"] == 3
+    straight = load_file(str(tmp_path / "straight" / "last" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "last" / "model.safetensors"))
+    for key, value in straight.items():
+        assert np.array_equal(value.numpy(), resumed[key].numpy()), key
+
+
+SMALL_SAC = ["--set", "batch_size=16", "--set", "hidden=[16,16]", "--set", "n_critics=2", "--set", "cql_n_actions=2",
+             "--set", "actor_layer_norm=true"]
+
+
+def test_train_iql_and_calql_then_finetune_calql_and_wsrl_from_them(store_path, tmp_path, capsys):
+    iql = _run(["train", "--algo", "iql", "--store", str(store_path), "--task", "reach", "--steps", "5",
+                "--eval-every", "5", "--eval-episodes", "1", "--out", str(tmp_path / "iql"),
+                "--set", "batch_size=16", "--set", "hidden=[16,16]"], capsys)
+    assert iql["steps"] == 5 and iql["success_rate"] is not None and load_policy(tmp_path / "iql" / "last").config["algo"] == "iql"
+    calql = _run(["train", "--algo", "calql", "--store", str(store_path), "--task", "reach", "--steps", "5",
+                  "--eval-every", "0", "--out", str(tmp_path / "calql"), *SMALL_SAC], capsys)
+    assert calql["steps"] == 5 and load_policy(tmp_path / "calql" / "last").config["algo"] == "calql"
+    init = str(tmp_path / "calql" / "last")
+    common = ["--store", str(store_path), "--task", "reach", "--steps", "30", "--eval-episodes", "1", "--init", init]
+    tuned = _run(["finetune", "--algo", "calql", *common, "--out", str(tmp_path / "ft_calql"), *SMALL_SAC], capsys)
+    assert tuned["env_steps"] == 30 and tuned["updates"] == 30
+    wsrl = _run(["finetune", "--algo", "wsrl", *common, "--out", str(tmp_path / "ft_wsrl"), *SMALL_SAC,
+                 "--set", "warmup_steps=10"], capsys)
+    assert wsrl["env_steps"] == 30 and wsrl["updates"] == 20  # 10 warm-up steps of the frozen policy first
+    assert load_policy(tmp_path / "ft_wsrl" / "last").config["algo"] == "wsrl"
+    assert main(["finetune", "--algo", "calql", *common, "--out", str(tmp_path / "bad"), *SMALL_SAC[:-2]]) == 2
+    assert "does not fit this calql agent" in capsys.readouterr().err  # pretrained with a LayerNorm actor
+
+
+def test_store_without_rewards_trains_bc_and_sends_iql_to_reward_relabel(tmp_path, capsys):
+    store = DemoStore.create(tmp_path / "imported.zarr")
+    for n in (6, 7):
+        episode = {k: v for k, v in _synthetic_episode(n, True).items() if k != "reward"}
+        store.append_episode(episode, {"task": "reach", "success": True, "source": "teleop"})
+    args = ["--store", str(store.path), "--task", "reach", "--steps", "2", "--eval-every", "0",
+            "--set", "batch_size=8", "--set", "hidden=[8]"]
+    assert _run(["train", "--algo", "bc", *args, "--out", str(tmp_path / "bc")], capsys)["transitions"] == 13  # terminated: every step kept
+    assert main(["train", "--algo", "iql", *args, "--out", str(tmp_path / "iql")]) == 2
+    assert "has no reward" in (err := capsys.readouterr().err) and "robolearn reward relabel" in err
 
 
 def test_finetune_rlpd_appends_online_episodes(store_path, tmp_path, capsys):
@@ -78,7 +144,7 @@ def _synthetic_episode(n, success):
 
 
 def test_store_buffer_filters_episodes_and_leaves_room_for_interventions(tmp_path):
-    from robolearn.learn.runner import store_buffer
+    from robolearn.learn.runner import StoreDataError, store_buffer
 
     store = DemoStore.create(tmp_path / "s.zarr")
     store.append_episode(_synthetic_episode(5, True), {"task": "reach", "success": True, "source": "expert"})
@@ -90,8 +156,13 @@ def test_store_buffer_filters_episodes_and_leaves_room_for_interventions(tmp_pat
     demos = store_buffer(str(store.path), "reach", ["state"], 0.9, exclude_sources=("online",), extra_capacity=50)[0]
     assert len(demos) == 5 and demos.capacity == 16 + 50 and list(demos.obs) == ["state"]
     assert demos.mc_return[:5].tolist() == pytest.approx([0.9 ** k for k in range(4, -1, -1)])
-    with pytest.raises(SystemExit, match="rgb_front"):
+    with pytest.raises(StoreDataError, match="rgb_front"):
         store_buffer(str(store.path), "reach", ["rgb_front"], 0.9)
+    bad = _synthetic_episode(5, True)
+    bad["state"][3, 2] = np.nan
+    store.append_episode(bad, {"task": "reach", "success": True, "source": "expert"})
+    with pytest.raises(StoreDataError, match=r"episode 3, episode step 3: state\[2\] is nan.*robolearn data delete .*s.zarr 3 --yes"):
+        store_buffer(str(store.path), "reach", None, 0.9)
 
 
 def test_wandb_logging_needs_the_package_or_logs_offline(tmp_path, monkeypatch):

@@ -35,14 +35,35 @@ def test_iql_advantage_weights_clip_at_100():
     assert loss.item() == pytest.approx(-(1.0 * -1.0 + 100.0 * -2.0) / 2)
 
 
-def test_mc_return_to_go_discounts_successful_trajectory():
-    rtg = losses.mc_return_to_go(np.array([0.0, 0.0, 1.0]), gamma=0.9, success=True, r_neg=-1.0)
+def test_mc_return_to_go_sparse_success_is_the_discounted_return():
+    # sparse task, r_neg = 0, success reward 1 on the last step
+    rtg = losses.mc_return_to_go(np.array([0.0, 0.0, 1.0]), gamma=0.9, r_neg=0.0)
     assert rtg.tolist() == pytest.approx([0.81, 0.9, 1.0])
+    # sparse task with r_neg = −1 until success (reward 0 there): −1 − 0.9·1 = −1.9, −1 + 0.9·0 = −1, 0
+    rtg = losses.mc_return_to_go(np.array([-1.0, -1.0, 0.0]), gamma=0.9, r_neg=-1.0)
+    assert rtg.tolist() == pytest.approx([-1.9, -1.0, 0.0])
 
 
 def test_mc_return_to_go_failed_sparse_trajectory_is_r_neg_over_one_minus_gamma():
-    rtg = losses.mc_return_to_go(np.array([-1.0, -1.0]), gamma=0.99, success=False, r_neg=-1.0)
+    # every reward is r_neg: the value of failing forever, −1 / (1 − 0.99) = −100 at every step
+    rtg = losses.mc_return_to_go(np.array([-1.0, -1.0]), gamma=0.99, r_neg=-1.0)
     assert rtg.tolist() == pytest.approx([-100.0, -100.0])
+    assert losses.mc_return_to_go(np.array([-1.0, -1.0]), gamma=0.99).tolist() == pytest.approx([-1.99, -1.0])
+
+
+def test_mc_return_to_go_dense_negative_rewards_are_never_r_neg_over_one_minus_gamma():
+    # a dense-reward trajectory that did not succeed keeps its own discounted return-to-go:
+    # −0.2 + 0.5·(−0.5 + 0.5·(−1)) = −0.7, −0.5 + 0.5·(−1) = −1, −1
+    rewards = np.array([-0.2, -0.5, -1.0])
+    assert losses.mc_return_to_go(rewards, gamma=0.5, r_neg=None).tolist() == pytest.approx([-0.7, -1.0, -1.0])
+    # with r_neg set, only a trajectory of r_neg at every step gets r_neg / (1 − γ)
+    assert losses.mc_return_to_go(rewards, gamma=0.5, r_neg=-1.0).tolist() == pytest.approx([-0.7, -1.0, -1.0])
+
+
+def test_non_finite_loss_raises_naming_the_loss():
+    with pytest.raises(losses.NonFiniteLossError, match="critic_loss is nan.*learning rate"):
+        losses.as_floats({"actor_loss": torch.tensor(1.0), "critic_loss": torch.tensor(float("nan"))})
+    assert losses.as_floats({"q": torch.tensor(2.0)}) == {"q": 2.0}
 
 
 def test_calql_floor_raises_policy_q_to_mc_return_but_not_random_term():

@@ -3,7 +3,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
+from robolearn.learn.buffer import NO_FLOOR, BadTransitionError, MixedBuffer, ReplayBuffer
 from robolearn.learn.models import (
     CriticEnsemble,
     GaussianTanhActor,
@@ -136,9 +136,29 @@ def test_add_episode_builds_transitions_chunks_and_return_to_go():
     assert buf.mc_return[:4].tolist() == pytest.approx([0.125, 0.25, 0.5, 1.0])
     assert buf.action_chunk[2, :, 0].tolist() == pytest.approx([0.3, 0.4, 0.4])
     assert buf.chunk_mask[2].tolist() == [1.0, 1.0, 0.0]
-    truncated = {**ep, "terminated": np.zeros(4, bool), "reward": np.zeros(4, np.float32)}
-    assert buf.add_episode(truncated, gamma=0.5, r_neg=-1.0) == 3
-    assert buf.mc_return[4] == pytest.approx(-2.0)
+    failed = {**ep, "terminated": np.zeros(4, bool), "reward": np.full(4, -1.0, np.float32)}
+    assert buf.add_episode(failed, gamma=0.5, r_neg=-1.0) == 3
+    assert buf.mc_return[4:7].tolist() == pytest.approx([-2.0, -2.0, -2.0])  # r_neg / (1 − γ)
+    no_reward = {k: v for k, v in ep.items() if k != "reward"}  # e.g. a LeRobot import: enough for BC
+    assert buf.add_episode(no_reward, gamma=0.5) == 4
+    assert buf.reward[7:11].tolist() == [0.0] * 4 and (buf.mc_return[7:11] == NO_FLOOR).all()
+
+
+def test_non_finite_values_are_refused_naming_the_step_and_key():
+    buf = _buffer()
+    ep = {"state": np.zeros((3, 2), np.float32), "action": np.zeros((3, 1), np.float32),
+          "reward": np.array([0.0, np.nan, 0.0], np.float32), "terminated": np.array([0, 0, 1], bool)}
+    with pytest.raises(BadTransitionError, match="episode step 1: reward is nan"):
+        buf.add_episode(ep, gamma=0.9)
+    ep["reward"][1], ep["state"][2, 1] = 0.0, np.inf
+    with pytest.raises(BadTransitionError, match=r"episode step 2: state\[1\] is inf"):
+        buf.add_episode(ep, gamma=0.9)
+    s = {"state": np.zeros(2)}
+    with pytest.raises(BadTransitionError, match=r"action\[0\] is nan"):
+        buf.add(s, [np.nan], 0.0, s, False)
+    with pytest.raises(BadTransitionError, match=r"next_obs.state\[1\] is -inf"):
+        buf.add(s, [0.0], 0.0, {"state": np.array([0.0, -np.inf])}, False)
+    assert len(buf) == 0  # nothing half-written
 
 
 def test_mixed_buffer_samples_half_demo_and_interventions_reach_both():
@@ -159,16 +179,40 @@ def test_episode_end_writes_return_to_go_into_online_and_demo_buffers():
     demo, online = _buffer(), _buffer()
     mixed = MixedBuffer(demo, online, 0.5, gamma=0.5, r_neg=-1.0)
     s = {"state": np.zeros(2)}
-    for t, reward in enumerate([0.0, 0.0, 1.0]):
-        mixed.add(s, [0.0], reward, s, t == 2, intervention=t == 1, success=t == 2, episode="a")
+    for t, reward in enumerate([-1.0, -1.0, 1.0]):
+        mixed.add(s, [0.0], reward, s, t == 2, intervention=t == 1, episode="a")
     mixed.add(s, [0.0], -1.0, s, False, episode="b")  # another actor's episode, still open
+    assert (online.mc_return[:4] == NO_FLOOR).all() and demo.mc_return[0] == NO_FLOOR  # unknown yet: no floor
     mixed.end_episode("a")
-    assert online.mc_return[:3].tolist() == pytest.approx([0.25, 0.5, 1.0])
-    assert demo.mc_return[0] == pytest.approx(0.5)  # the intervened step, in the demo buffer too
-    assert online.mc_return[3] == 0.0
+    # −1 + 0.5·(−1 + 0.5·1) = −1.25, −1 + 0.5·1 = −0.5, 1
+    assert online.mc_return[:3].tolist() == pytest.approx([-1.25, -0.5, 1.0])
+    assert demo.mc_return[0] == pytest.approx(-0.5)  # the intervened step, in the demo buffer too
+    assert online.mc_return[3] == NO_FLOOR
     mixed.add(s, [0.0], -1.0, s, False, episode="b")
-    mixed.end_episode("b")  # never succeeded: r_neg / (1 − γ)
+    mixed.end_episode("b")  # every reward r_neg: r_neg / (1 − γ)
     assert online.mc_return[3:5].tolist() == pytest.approx([-2.0, -2.0])
+
+
+def test_open_episodes_survive_a_checkpoint_and_a_dropped_step_leaves_its_episode_unfloored():
+    s = {"state": np.zeros(2)}
+    mixed = MixedBuffer(_buffer(), _buffer(), 0.5, gamma=0.5, r_neg=None)
+    mixed.add(s, [0.0], 1.0, s, False, intervention=True, episode="a")
+    mixed.add(s, [0.0], 2.0, s, False, episode="a")
+    saved = (mixed.online.state_dict(), mixed.demo.state_dict(), mixed.open_episodes())
+    restored = MixedBuffer(_buffer(), _buffer(), 0.5, gamma=0.5, r_neg=None)
+    restored.online.load_state_dict(saved[0])
+    restored.demo.load_state_dict(saved[1])
+    restored.load_open_episodes(saved[2])
+    restored.add(s, [0.0], 4.0, s, True, episode="a")
+    restored.end_episode("a")
+    # 1 + 0.5·(2 + 0.5·4) = 3, 2 + 0.5·4 = 4, 4
+    assert restored.online.mc_return[:3].tolist() == pytest.approx([3.0, 4.0, 4.0])
+    assert restored.demo.mc_return[0] == pytest.approx(3.0)
+    restored.add(s, [0.0], 1.0, s, False, episode="b")
+    restored.abandon_episode("b")  # a later step of "b" was dropped: its return-to-go is unknown
+    restored.add(s, [0.0], 3.0, s, True, episode="b")
+    restored.end_episode("b")
+    assert restored.online.mc_return[3] == NO_FLOOR and restored.online.mc_return[4] == pytest.approx(3.0)
 
 
 def test_vector_observations_are_standardized_with_the_fitted_statistics():

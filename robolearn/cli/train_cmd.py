@@ -11,8 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train a policy offline from a demonstration store (bc, iql, calql)",
         description="Train BC (with action chunking), IQL or Cal-QL on the episodes of a DemoStore, evaluate "
-        "in the twin every N steps, and write checkpoints (model.safetensors + config.json) to OUT/last and "
-        "OUT/best. Running the same command again resumes from OUT/last. Scalars go to OUT/logs "
+        "in the twin every N steps, and write checkpoints (model.safetensors + config.json) to OUT/last, "
+        "OUT/best (the best evaluation, across resumed runs) and OUT/step_<N> (one per evaluation, for "
+        "robolearn eval over checkpoints). Running the same command again resumes from OUT/last. Scalars go to OUT/logs "
         "(TensorBoard, and scalars.jsonl). Under torchrun, every rank trains on its own batches and gradients "
         "are averaged (data-parallel); rank 0 evaluates and checkpoints.",
     )
@@ -25,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-episodes", type=int, default=10, help="twin episodes per evaluation (default: %(default)s)")
     parser.add_argument("--checkpoint-every", type=int, default=None,
                         help="write OUT/last every N steps (default: --eval-every, else 1000)")
+    parser.add_argument("--keep-checkpoints", type=_non_negative, default=None, metavar="K",
+                        help="keep only the K newest OUT/step_<N> checkpoints (default: all)")
     parser.add_argument("--out", default=None, help="output directory (default: runs/<algo>_<task>)")
     parser.add_argument("--config", default=None, help="algorithm YAML (default: configs/algos/<algo>.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -39,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from robolearn.learn.runner import train_from_store
 
@@ -47,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         args.out or f"runs/{args.algo}_{args.task}", args.config, tuple(args.overrides),
         args.obs.split(",") if args.obs else None, args.device, args.seed,
         checkpoint_every=args.checkpoint_every, wandb_project=args.wandb, compile=args.compile,
+        keep_checkpoints=args.keep_checkpoints,
     )
     emit(result, args.json)
     return 0

@@ -7,7 +7,9 @@ harmless. A transition is *committed* once it is inside a learner checkpoint; on
 learner acknowledge it. The actor keeps every unacknowledged transition and resends them every
 ``resend_s``, so a learner killed at any moment restarts from its last checkpoint and receives again
 exactly what it had not committed. While no learner is heard for ``learner_timeout_s`` the actor keeps
-acting on its last weights, or holds (stops stepping) with ``hold_when_learner_away``.
+acting on its last weights, or holds (stops stepping) with ``hold_when_learner_away``. A transition
+with a NaN or infinite value is dropped by the learner with a counted warning (its episode then gets
+no Cal-QL floor), never trained on.
 
 Key expressions under ``prefix``: ``transitions/<stream>``, ``ack`` (JSON {stream: next expected seq}),
 ``weights`` (actor + encoder weights, safetensors). Messages are a 4-byte header length, a JSON header
@@ -17,6 +19,7 @@ and a safetensors payload (no pickle).
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import struct
 import threading
@@ -34,10 +37,13 @@ import safetensors.torch
 import torch
 import zenoh
 
+from robolearn.errors import RobolearnError
 from robolearn.learn.api import ActionScaler, as_obs_dict, save_agent, stored_action
-from robolearn.learn.buffer import MixedBuffer
+from robolearn.learn.buffer import MixedBuffer, first_non_finite
 from robolearn.learn.checkpoint import load_checkpoint, recover_checkpoint
 from robolearn.learn.policy import AgentPolicy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,7 +52,9 @@ class ActorLearnerConfig:
     learner update cycles between weight broadcasts (SERL: 30–50 steps). checkpoint_every_s: how often
     the learner commits (checkpoints, then acknowledges) what it received. learner_timeout_s: silence
     after which the actor considers the learner away. start_transitions: online transitions before the
-    first update (at least; the algorithm's ``start_steps`` and WSRL's ``warmup_steps`` also apply)."""
+    first update (at least; the algorithm's ``start_steps`` and WSRL's ``warmup_steps`` also apply);
+    from then on the learner runs at most one update cycle (``utd`` critic steps + one actor step) per
+    transition received."""
 
     router: str = "tcp/127.0.0.1:7447"
     prefix: str = "robolearn/learn"
@@ -94,11 +102,10 @@ def unpack(payload: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 def _transition_arrays(seq: int, obs: dict, action: np.ndarray, reward: float, next_obs: dict, done: bool,
-                       intervention: bool, success: bool, episode_end: bool) -> dict[str, np.ndarray]:
+                       intervention: bool, episode_end: bool) -> dict[str, np.ndarray]:
     out = {"seq": np.array([seq], np.int64), "action": np.asarray(action, np.float32)[None],
            "reward": np.array([reward], np.float32), "done": np.array([done], np.float32),
-           "intervention": np.array([intervention], np.bool_), "success": np.array([success], np.bool_),
-           "episode_end": np.array([episode_end], np.bool_)}
+           "intervention": np.array([intervention], np.bool_), "episode_end": np.array([episode_end], np.bool_)}
     out.update({f"obs.{k}": np.asarray(v)[None] for k, v in obs.items()})
     out.update({f"next_obs.{k}": np.asarray(v)[None] for k, v in next_obs.items()})
     return out
@@ -108,8 +115,13 @@ def _concat(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([it[k] for it in items]) for k in items[0]}
 
 
+class WeightsMismatchError(RobolearnError):
+    """The learner pushed weights that do not fit the actor's agent."""
+
+
 class Actor:
-    """Steps ``env`` with ``agent``'s policy, streams transitions, loads pushed weights."""
+    """Steps ``env`` with ``agent``'s policy, streams transitions, loads pushed weights (actor and
+    encoder tensors; weights that do not fit are refused and ``run`` raises ``WeightsMismatchError``)."""
 
     def __init__(self, env: Any, agent: torch.nn.Module, cfg: ActorLearnerConfig, actor_id: str = "actor0",
                  on_episode: Callable[[dict[str, np.ndarray], dict], None] | None = None, seed: int = 0):
@@ -127,6 +139,9 @@ class Actor:
         self.seq = 0
         self.interventions = 0
         self.seed = seed
+        self.weights_error: str | None = None
+        own = agent.state_dict()
+        self._pushed_shapes = {k: tuple(v.shape) for k, v in own.items() if k.startswith(("actor.", "encoder."))}
         self.session = open_session(cfg.router)
         self.publisher = self.session.declare_publisher(f"{cfg.prefix}/transitions/{self.stream}",
                                                         congestion_control=zenoh.CongestionControl.BLOCK)
@@ -145,10 +160,27 @@ class Actor:
     def _on_weights(self, sample: zenoh.Sample) -> None:
         header, body = split(sample.payload.to_bytes())
         state = safetensors.torch.load(body)
+        problem = self.weights_mismatch(state)
         with self.lock:
-            self.agent.load_state_dict(state, strict=False)
-            self.weights_version = header["version"]
             self.last_heard = time.monotonic()
+            if problem:
+                self.weights_error = problem
+                log.error("%s", problem)
+                return
+            self.agent.load_state_dict(state, strict=False)  # the critics are not pushed
+            self.weights_version = header["version"]
+
+    def weights_mismatch(self, state: dict[str, torch.Tensor]) -> str | None:
+        """Why pushed ``state`` (actor.* and encoder.* tensors) does not fit this agent, or None."""
+        missing = sorted(set(self._pushed_shapes) - set(state))
+        unexpected = sorted(set(state) - set(self._pushed_shapes))
+        wrong = [f"{k} {tuple(v.shape)} vs {self._pushed_shapes[k]}" for k, v in sorted(state.items())
+                 if k in self._pushed_shapes and tuple(v.shape) != self._pushed_shapes[k]]
+        if not (missing or unexpected or wrong):
+            return None
+        return (f"actor {self.stream}: the learner's weights do not fit this actor's agent (missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]}); start actor and learner with the same "
+                "--algo, --set and --obs (and --init)")
 
     def learner_away(self) -> bool:
         return time.monotonic() - self.last_heard > self.cfg.learner_timeout_s
@@ -172,6 +204,8 @@ class Actor:
         episode: dict[str, list] = {}
         done_steps, holding = 0, False
         while done_steps < steps:
+            if self.weights_error:
+                raise WeightsMismatchError(self.weights_error)
             if time.monotonic() - self._last_resend > self.cfg.resend_s:
                 self.resend_unacked()
             if self.cfg.hold_when_learner_away and self.last_heard > 0 and self.learner_away():
@@ -189,15 +223,18 @@ class Actor:
             next_obs = as_obs_dict(raw, self.keys)
             intervention, success = bool(info.get("intervention", False)), bool(info.get("success", False))
             arrays = _transition_arrays(self.seq, obs, action, float(reward), next_obs, bool(terminated), intervention,
-                                        success, bool(terminated or truncated))
+                                        bool(terminated or truncated))
             with self.lock:
                 self.pending.append((self.seq, arrays))
             self._send(arrays)
             self.seq += 1
             self.interventions += intervention
             done_steps += 1
-            for k, v in {**full, "action": action, "reward": np.float32(reward), "terminated": bool(terminated),
-                         "success": success, "intervention": intervention}.items():
+            step_record = {**full, "action": action, "reward": np.float32(reward), "terminated": bool(terminated),
+                           "success": success, "intervention": intervention}
+            if "success_true" in info:  # the ground truth, when a learned reward decides success
+                step_record["success_true"] = bool(info["success_true"])
+            for k, v in step_record.items():
                 episode.setdefault(k, []).append(v)
             obs, full = next_obs, as_obs_dict(raw)
             time.sleep(max(0.0, min_step_s - (time.monotonic() - t0)))
@@ -228,7 +265,12 @@ class Actor:
 class Learner:
     """Receives transitions into ``buffer.online`` (interventions also into ``buffer.demo``), trains
     ``agent`` at its update-to-data ratio, pushes weights, checkpoints to ``ckpt_dir`` and acknowledges
-    what each checkpoint holds. Resumes from ``ckpt_dir`` when it exists."""
+    what each checkpoint holds. Resumes from ``ckpt_dir`` when it exists.
+
+    ``buffer.demo`` comes filled with the store's demonstrations; the checkpoint records how many
+    (``store_demos``) and keeps the demo buffer whenever interventions grew it past that, so they
+    survive any number of restarts. Episodes still open at a checkpoint are kept too, so a restarted
+    learner writes their return-to-go when they end."""
 
     def __init__(self, agent: torch.nn.Module, buffer: MixedBuffer, ckpt_dir: str | Path, cfg: ActorLearnerConfig,
                  device: torch.device | str = "cpu", extra_config: dict[str, Any] | None = None):
@@ -237,16 +279,20 @@ class Learner:
         self.extra_config = extra_config or {}
         self.expected: dict[str, int] = {}
         self.updates = 0
+        self.dropped = 0
+        self.store_demos = len(buffer.demo)
         recover_checkpoint(self.ckpt_dir)
         if (self.ckpt_dir / "config.json").exists():
-            config, replay = load_checkpoint(self.ckpt_dir, agent, agent.optimizers(), self.device)
+            config, replay = load_checkpoint(self.ckpt_dir, agent, agent.optimizers(), self.device, self.buffer_rngs())
             self.expected = dict(config["committed"])
             self.updates = config["updates"]
+            self.store_demos = config.get("store_demos", self.store_demos)
             if replay is not None:
-                buffer.online.load_state_dict({k[7:]: v for k, v in replay.items() if k.startswith("online.")})
-                demo = {k[5:]: v for k, v in replay.items() if k.startswith("demo.")}
+                buffer.online.load_state_dict(_section(replay, "online."))
+                demo = _section(replay, "demo.")
                 if demo:
                     buffer.demo.load_state_dict(demo)
+                buffer.load_open_episodes(_section(replay, "open/"))
         self.committed = dict(self.expected)
         self.inbox: queue.Queue[bytes] = queue.Queue()
         self.session = open_session(cfg.router)
@@ -254,14 +300,17 @@ class Learner:
                                                     lambda s: self.inbox.put(s.payload.to_bytes()))
         self.ack_pub = self.session.declare_publisher(f"{cfg.prefix}/ack")
         self.weights_pub = self.session.declare_publisher(f"{cfg.prefix}/weights")
-        self.demo_size_at_start = len(buffer.demo)
         # WSRL: no update before its warm-up transitions (the actors run the pretrained policy meanwhile)
         self.start_transitions = max(cfg.start_transitions, agent.cfg.start_steps, getattr(agent.cfg, "warmup_steps", 0))
         self._last_ckpt = self._last_ack = time.monotonic()
         self.weights_pushed = 0
 
+    def buffer_rngs(self) -> dict[str, np.random.Generator]:
+        return {"online": self.buffer.online.rng, "demo": self.buffer.demo.rng}
+
     def receive(self) -> int:
-        """Move queued transitions into the buffers; returns how many were new."""
+        """Move queued transitions into the buffers; returns how many were new. A transition with a
+        NaN or infinite value is dropped (counted in ``dropped``, with a warning)."""
         added = 0
         while True:
             try:
@@ -272,15 +321,22 @@ class Learner:
             for i, seq in enumerate(arrays["seq"].tolist()):
                 if seq != self.expected.get(stream, 0):
                     continue
+                self.expected[stream] = seq + 1
+                added += 1
+                bad = first_non_finite({k: v[i:i + 1] for k, v in arrays.items()})
+                if bad is not None:
+                    self.dropped += 1
+                    log.warning("dropped transition %d of stream %s: %s is %s, not finite (%d dropped so far); its "
+                                "episode gets no Cal-QL floor. Check the actor's env and reward model",
+                                seq, stream, bad[0], bad[2], self.dropped)
+                    self.buffer.abandon_episode(stream)
+                    continue
                 obs = {k[4:]: v[i] for k, v in arrays.items() if k.startswith("obs.")}
                 next_obs = {k[9:]: v[i] for k, v in arrays.items() if k.startswith("next_obs.")}
                 self.buffer.add(obs, arrays["action"][i], float(arrays["reward"][i]), next_obs, bool(arrays["done"][i]),
-                                intervention=bool(arrays["intervention"][i]), success=bool(arrays["success"][i]),
-                                episode=stream)
+                                intervention=bool(arrays["intervention"][i]), episode=stream)
                 if arrays["episode_end"][i]:
                     self.buffer.end_episode(stream)
-                self.expected[stream] = seq + 1
-                added += 1
 
     def push_weights(self) -> None:
         state = {f"actor.{k}": v for k, v in self.agent.actor.state_dict().items()}
@@ -292,10 +348,11 @@ class Learner:
 
     def checkpoint(self) -> None:
         replay = {f"online.{k}": v for k, v in self.buffer.online.state_dict().items()}
-        if len(self.buffer.demo) > self.demo_size_at_start:
+        if len(self.buffer.demo) > self.store_demos:  # interventions joined the demonstrations
             replay.update({f"demo.{k}": v for k, v in self.buffer.demo.state_dict().items()})
-        save_agent(self.ckpt_dir, self.agent, self.agent.obs_shapes, self.updates, replay,
-                   committed=self.expected, updates=self.updates, **self.extra_config)
+        replay.update({f"open/{k}": v for k, v in self.buffer.open_episodes().items()})
+        save_agent(self.ckpt_dir, self.agent, self.agent.obs_shapes, self.updates, replay, rngs=self.buffer_rngs(),
+                   committed=self.expected, updates=self.updates, store_demos=self.store_demos, **self.extra_config)
         self.committed = dict(self.expected)
         self._last_ckpt = time.monotonic()
         self.ack()
@@ -305,12 +362,21 @@ class Learner:
         self.ack_pub.put(json.dumps(self.committed).encode())
         self._last_ack = time.monotonic()
 
+    def received(self) -> int:
+        """Transitions received over the whole run (restarts included)."""
+        return sum(self.expected.values())
+
+    def cycles_allowed(self) -> int:
+        """Update cycles the data received so far allows: one per transition from ``start_transitions`` on."""
+        return max(self.received() - self.start_transitions + 1, 0)
+
     def step(self) -> dict[str, float]:
-        """Receive, then one update cycle when enough data arrived; checkpoint and push on schedule."""
+        """Receive, then one update cycle (``utd`` critic steps, one actor step) if the transitions received
+        allow another (the update-to-data ratio); checkpoint and push on schedule."""
         self.receive()
         info: dict[str, float] = {}
         cfg_agent = self.agent.cfg
-        if len(self.buffer.online) >= self.start_transitions:
+        if self.updates < self.cycles_allowed():
             batches = [self.buffer.sample(cfg_agent.batch_size, self.device) for _ in range(cfg_agent.utd)]
             with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
                 info = self.agent.update(batches)
@@ -331,6 +397,10 @@ class Learner:
     def close(self) -> None:
         self._sub.undeclare()
         self.session.close()
+
+
+def _section(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 def make_env_from_spec(spec: str, seed: int = 0) -> Any:

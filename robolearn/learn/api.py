@@ -10,9 +10,10 @@ Example::
     result = train_online(env, SACConfig(algo="rlpd", n_critics=10, utd=1, start_steps=1000), total_steps=10_000)
     print(evaluate(gym.make("Pendulum-v1"), result.policy, episodes=5))
 
-Box observations become ``{"state": obs}``; Dict observations keep their keys (uint8 ``(H, W, 3)``
-entries are treated as images and should be named ``rgb_<camera>``). Actions are rescaled from the
-agent's [−1, 1] to the env's Box bounds.
+A Box observation becomes ``{"state": obs}``, or ``{"rgb_obs": image}`` when it is a uint8 image
+``(H, W, 3)`` (``(3, H, W)`` is transposed to that). Dict observations keep their keys; their uint8 images
+must be named ``rgb_<camera>`` and be ``(H, W, 3)``. Actions are rescaled from the agent's [−1, 1] to
+the env's Box bounds.
 """
 
 from __future__ import annotations
@@ -30,33 +31,63 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from robolearn.errors import RobolearnError
 from robolearn.learn.agents import config_to_dict, make_agent
 from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
 from robolearn.learn.checkpoint import save_checkpoint
 from robolearn.learn.losses import wsrl_in_warmup
+from robolearn.learn.models import is_image_key
 from robolearn.learn.policy import AgentPolicy, pick_device
 
 Obs = dict[str, np.ndarray]
+PIXEL_KEY = "rgb_obs"
+"""The image key of an env whose whole observation is one uint8 image."""
+
+
+class UnsupportedSpaceError(RobolearnError, TypeError):
+    """An observation space the agents cannot take, with the change that makes it fit."""
+
+
+def _is_pixels(shape: tuple[int, ...], dtype: Any) -> bool:
+    return np.dtype(dtype) == np.uint8 and len(shape) >= 2
 
 
 def observation_spaces(space: gym.Space) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """key → (shape, dtype) for a Box or a Dict of Boxes."""
+    """key → (shape, dtype) for a Box (``state``, or ``rgb_obs`` for a uint8 image) or a Dict of Boxes."""
     if isinstance(space, gym.spaces.Box):
-        return {"state": (space.shape, np.dtype(np.float32))}
+        if not _is_pixels(space.shape, space.dtype):
+            return {"state": (space.shape, np.dtype(np.float32))}
+        shape = space.shape
+        if len(shape) != 3 or 3 not in (shape[0], shape[-1]):
+            raise UnsupportedSpaceError(f"pixel observations must be uint8 (H, W, 3) or (3, H, W), got {shape}; wrap "
+                                        "the env to give RGB frames (e.g. gymnasium.wrappers.ResizeObservation)")
+        return {PIXEL_KEY: (shape if shape[-1] == 3 else (*shape[1:], 3), np.dtype(np.uint8))}
     if isinstance(space, gym.spaces.Dict):
         out = {}
         for key, sub in space.spaces.items():
             if not isinstance(sub, gym.spaces.Box):
-                raise TypeError(f"observation {key!r} is a {type(sub).__name__}; only Box entries are supported")
-            out[key] = (sub.shape, np.dtype(np.uint8) if sub.dtype == np.uint8 else np.dtype(np.float32))
+                raise UnsupportedSpaceError(f"observation {key!r} is a {type(sub).__name__}; only Box entries are supported")
+            pixels = _is_pixels(sub.shape, sub.dtype)
+            if pixels and not is_image_key(key):
+                raise UnsupportedSpaceError(
+                    f"observation {key!r} is a uint8 image {sub.shape}; name image entries rgb_<camera> (e.g. "
+                    f"rgb_{key}) with a gymnasium.ObservationWrapper, or make it float to use it as a vector")
+            if is_image_key(key) and not (pixels and len(sub.shape) == 3 and sub.shape[-1] == 3):
+                raise UnsupportedSpaceError(f"observation {key!r} is {sub.dtype} {sub.shape}; rgb_* entries must be "
+                                            "uint8 images (H, W, 3): transpose channels last, or rename the entry")
+            out[key] = (sub.shape, np.dtype(np.uint8) if pixels else np.dtype(np.float32))
         return out
-    raise TypeError(f"observation space {space} is not a Box or Dict of Boxes")
+    raise UnsupportedSpaceError(f"observation space {space} is not a Box or Dict of Boxes")
 
 
 def as_obs_dict(obs: Any, keys: list[str] | None = None) -> Obs:
+    """An env observation as the agents' dict (see ``observation_spaces`` for the keys)."""
     if isinstance(obs, dict):
         return {k: obs[k] for k in (keys or obs)}
-    return {"state": np.asarray(obs, np.float32)}
+    obs = np.asarray(obs)
+    if _is_pixels(obs.shape, obs.dtype):
+        return {PIXEL_KEY: obs if obs.shape[-1] == 3 else np.moveaxis(obs, 0, -1)}
+    return {"state": obs.astype(np.float32)}
 
 
 class ActionScaler:
@@ -114,6 +145,9 @@ def compile_agent(agent: torch.nn.Module) -> None:
 
 @dataclass
 class TrainResult:
+    """episode_successes: ground truth per finished episode (``info["success_true"]`` when a learned
+    reward decides ``info["success"]``)."""
+
     agent: torch.nn.Module
     policy: AgentPolicy
     episode_returns: list[float] = field(default_factory=list)
@@ -155,7 +189,9 @@ def train_online(env: gym.Env, cfg: Any, total_steps: int, demos: ReplayBuffer |
     every finished episode (e.g. to append it to a DemoStore); on_every(env_steps, result) runs every
     ``every`` env steps (evaluation, checkpoints) and stops training by returning True. Steps whose
     ``info["intervention"]`` is true (see ``robolearn.learn.intervention``) store the executed action
-    and go to the demo buffer too.
+    and go to the demo buffer too. ``info["success"]`` is the episode's success (a learned reward's
+    call under ``LearnedReward``, which also reports the ground truth as ``info["success_true"]``,
+    kept in the episode arrays for reporting).
     """
     device = pick_device(device)
     torch.manual_seed(seed)
@@ -185,7 +221,7 @@ def train_online(env: gym.Env, cfg: Any, total_steps: int, demos: ReplayBuffer |
     raw, _ = env.reset(seed=seed)
     full, obs = as_obs_dict(raw), as_obs_dict(raw, keys)
     episode: dict[str, list] = {}
-    ep_return, ep_success = 0.0, False
+    ep_return, ep_success, ep_success_true = 0.0, False, False
     bar = tqdm(total=total_steps, disable=not progress, desc=cfg.algo, leave=False)
     for step in range(total_steps):
         warming_up = warmup is not None and wsrl_in_warmup(step, cfg.warmup_steps)
@@ -199,13 +235,17 @@ def train_online(env: gym.Env, cfg: Any, total_steps: int, demos: ReplayBuffer |
         action = stored_action(scale, action, info)
         next_obs = as_obs_dict(next_raw, keys)
         success, intervention = bool(info.get("success", False)), bool(info.get("intervention", False))
-        buffer.add(obs, action, float(reward), next_obs, bool(terminated), intervention=intervention, success=success)
-        for k, v in {**full, "action": action, "reward": np.float32(reward), "success": success,
-                     "terminated": bool(terminated), "intervention": intervention,
-                     "stamp_ns": np.int64(info.get("stamp_ns", time.time_ns()))}.items():
+        buffer.add(obs, action, float(reward), next_obs, bool(terminated), intervention=intervention)
+        step_record = {**full, "action": action, "reward": np.float32(reward), "success": success,
+                       "terminated": bool(terminated), "intervention": intervention,
+                       "stamp_ns": np.int64(info.get("stamp_ns", time.time_ns()))}
+        if "success_true" in info:
+            step_record["success_true"] = bool(info["success_true"])
+        for k, v in step_record.items():
             episode.setdefault(k, []).append(v)
         ep_return += float(reward)
         ep_success = ep_success or success
+        ep_success_true = ep_success_true or bool(info.get("success_true", success))
         obs, full = next_obs, as_obs_dict(next_raw)
         if step >= cfg.start_steps and not warming_up:
             with autocast:
@@ -216,13 +256,14 @@ def train_online(env: gym.Env, cfg: Any, total_steps: int, demos: ReplayBuffer |
         if terminated or truncated:
             buffer.end_episode()
             result.episode_returns.append(ep_return)
-            result.episode_successes.append(ep_success)
+            result.episode_successes.append(ep_success_true)
             if on_episode is not None:
                 on_episode({k: np.stack(v) for k, v in episode.items()},
                            {"success": ep_success, "source": "online", "return": ep_return})
             bar.set_postfix(ret=f"{ep_return:.1f}", succ=f"{np.mean(result.episode_successes[-10:]):.2f}")
             raw, _ = env.reset()
-            obs, full, episode, ep_return, ep_success = as_obs_dict(raw, keys), as_obs_dict(raw), {}, 0.0, False
+            obs, full, episode = as_obs_dict(raw, keys), as_obs_dict(raw), {}
+            ep_return, ep_success, ep_success_true = 0.0, False, False
         bar.update(1)
         result.env_steps = step + 1
         if every and on_every is not None and (step + 1) % every == 0 and on_every(step + 1, result):
@@ -238,9 +279,11 @@ def train_offline(cfg: Any, buffer: ReplayBuffer, steps: int, obs_shapes: dict[s
     """Offline training (bc | iql | calql) on a filled buffer for ``steps`` gradient steps (from
     ``start_step`` when resuming); ``callback(step, agent, info)`` runs after every update
     (evaluation, checkpoints, logging). Under ``torchrun`` every rank samples its own batches and
-    gradients are averaged across ranks."""
+    gradients are averaged across ranks. A resumed run (``start_step`` > 0) keeps the torch and
+    buffer RNG states its checkpoint restored."""
     device = pick_device(device)
-    torch.manual_seed(seed)
+    if start_step == 0:
+        torch.manual_seed(seed)
     if agent is None:
         agent = make_agent(resolve_run_length(cfg, steps), obs_shapes, action_dim)
         fit_normalization(agent, buffer)
@@ -249,7 +292,7 @@ def train_offline(cfg: Any, buffer: ReplayBuffer, steps: int, obs_shapes: dict[s
         compile_agent(agent)
     if distributed():
         average_gradients_across_ranks(agent)
-        buffer.rng = np.random.default_rng(seed + 7919 * torch.distributed.get_rank())
+        buffer.rng = np.random.default_rng([seed, torch.distributed.get_rank(), start_step])
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
     agent.train()
     for step in tqdm(range(start_step, steps), disable=not progress, desc=cfg.algo, leave=False):
@@ -303,6 +346,9 @@ def checkpoint_config(cfg: Any, obs_shapes: dict[str, tuple[int, ...]], action_d
 
 
 def save_agent(path: str | Path, agent: torch.nn.Module, obs_shapes: dict[str, tuple[int, ...]], step: int,
-               replay: dict[str, np.ndarray] | None = None, **extra: Any) -> Path:
+               replay: dict[str, np.ndarray] | None = None, *, rngs: dict[str, np.random.Generator] | None = None,
+               resumable: bool = True, **extra: Any) -> Path:
+    """Checkpoint ``agent``; ``resumable`` adds the optimizer moments and torch RNG states that resuming
+    needs, ``rngs`` (e.g. the replay buffer's sampler) the numpy ones; ``extra`` goes into ``config.json``."""
     return save_checkpoint(path, agent, checkpoint_config(agent.cfg, obs_shapes, agent.action_dim, step, **extra),
-                           agent.optimizers(), replay)
+                           agent.optimizers() if resumable else None, replay, rngs)

@@ -32,31 +32,42 @@ from robolearn.learn.api import (
     train_online,
 )
 from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
-from robolearn.learn.checkpoint import load_checkpoint, read_config
+from robolearn.learn.checkpoint import CheckpointError, load_checkpoint, read_config
 from robolearn.learn.policy import AgentPolicy, pick_device
 from robolearn.learn.runner import ScalarLogger, load_algo_config, store_buffer
 
 
 class LearnedReward(gym.Wrapper):
-    """Replaces the env reward with a reward model's; counts its false positives against the ground
-    truth ``info["success"]`` (false-positive rate = positives on failure steps / failure steps)."""
+    """Replaces the env's reward and success with a reward model's, as on a real cell.
 
-    def __init__(self, env: gym.Env, reward_model: Any, threshold: float = 0.5):
+    ``info["success"]`` becomes the model's call (success probability ≥ the model's calibrated
+    ``threshold``, 0.5 when it has none; ``threshold`` overrides it), and that call ends the episode
+    when the task ends on success. The env's own ground-truth success no longer ends anything (an env
+    with ``terminate_on_success``, the twin, has it switched off): episodes end on the model's call or
+    the time limit. The ground truth stays in ``info["success_true"]``, and the wrapper counts the
+    model's false positives against it (rate = positives on failure steps / failure steps)."""
+
+    def __init__(self, env: gym.Env, reward_model: Any, threshold: float | None = None):
         super().__init__(env)
-        self.reward_model, self.threshold = reward_model, threshold
+        self.reward_model = reward_model
+        self.threshold = float(getattr(reward_model, "threshold", 0.5) if threshold is None else threshold)
+        base = env.unwrapped
+        self.terminate_on_success = bool(getattr(base, "terminate_on_success", False))
+        if hasattr(base, "terminate_on_success"):
+            base.terminate_on_success = False
         self.false_positives = self.negatives = self.true_positives = self.positives = 0
 
     def step(self, action):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         reward, prob = self.reward_model(obs)
         truth = bool(info.get("success", False))
-        predicted = prob >= self.threshold
+        predicted = bool(prob >= self.threshold)
         self.positives += truth
         self.negatives += not truth
         self.true_positives += predicted and truth
         self.false_positives += predicted and not truth
-        info = {**info, "env_reward": env_reward, "success_prob": prob}
-        return obs, float(reward), terminated or (predicted and self.env.unwrapped.terminate_on_success), truncated, info
+        info = {**info, "success": predicted, "success_true": truth, "env_reward": env_reward, "success_prob": prob}
+        return obs, float(reward), terminated or (predicted and self.terminate_on_success), truncated, info
 
     def stats(self) -> dict[str, Any]:
         return {"reward_false_positive_rate": self.false_positives / max(self.negatives, 1),
@@ -76,17 +87,25 @@ def store_lock(store_path: str):
 
 
 def episode_appender(store_path: str, task: str, store_keys: list[str]):
-    """``append(arrays, meta)``: one online episode into the store (the keys it holds), under a lock."""
+    """``append(arrays, meta)``: one online episode into the store (the keys it holds), under a lock.
+
+    ``success`` (per step and in the metadata) is the episode's own: a learned reward's call when one
+    is used. With a ``success_true`` array (the twin's ground truth under a learned reward) the
+    metadata also gets ``success_true``, ``success_true_steps`` and ``reward_false_positive_steps``."""
     from robolearn.store import DemoStore
 
     def append(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         data = {k: v for k, v in arrays.items() if k in store_keys}
         data.setdefault("stamp_ns", np.full(len(arrays["action"]), time.time_ns(), np.int64))
         interventions = int(np.sum(arrays.get("intervention", 0)))
+        info = {"task": task, "source": "online", "success": bool(meta["success"]),
+                "operator": "policy+human" if interventions else "policy", "interventions": interventions}
+        if "success_true" in arrays:
+            truth, called = np.asarray(arrays["success_true"], bool), np.asarray(arrays["success"], bool)
+            info.update(success_true=bool(truth.any()), success_true_steps=int(truth.sum()),
+                        reward_false_positive_steps=int((called & ~truth).sum()))
         with store_lock(store_path):
-            DemoStore.open(store_path, mode="a").append_episode(
-                data, {"task": task, "source": "online", "success": bool(meta["success"]),
-                       "operator": "policy+human" if interventions else "policy", "interventions": interventions})
+            DemoStore.open(store_path, mode="a").append_episode(data, info)
     return append
 
 
@@ -125,12 +144,9 @@ def init_agent(cfg: Any, init: str | None, shapes: dict[str, tuple[int, ...]], a
     agent = agent.to(device)
     source = read_config(init)
     if sorted(source["obs_shapes"]) != sorted(shapes):
-        raise SystemExit(f"robolearn: {init} was trained on {sorted(source['obs_shapes'])}, not {sorted(shapes)}; pass --obs")
-    try:
-        load_checkpoint(init, agent, device=device)
-    except RuntimeError as err:
-        raise SystemExit(f"robolearn: {init} ({source['algo']}) does not fit a {cfg.algo} agent with these settings "
-                         f"({str(err).splitlines()[0]}); pretrain with the same n_critics/hidden or --set them") from err
+        raise CheckpointError(f"{init} was trained on observations {sorted(source['obs_shapes'])}, not {sorted(shapes)}; "
+                              f"pass --obs {','.join(sorted(source['obs_shapes']))}")
+    load_checkpoint(init, agent, device=device)
     return agent
 
 
@@ -165,7 +181,7 @@ def finetune(algo: str, store: str, task: str, cell: str, steps: int, out: str, 
 
     dev = pick_device(device)
     demos, shapes, action_dim = store_buffer(store, task, keys, cfg.gamma, r_neg=cfg.r_neg,
-                                             exclude_sources=("online",), extra_capacity=steps)
+                                             exclude_sources=("online",), extra_capacity=steps, algo=algo)
     agent = init_agent(cfg, init, shapes, action_dim, dev, demos)
     append = episode_appender(store, task, store_keys)
     extra = {"task": task, "cell": cell, "store": str(store), "reward": reward}
@@ -247,7 +263,8 @@ def run_learner(cfg: Any, agent: torch.nn.Module, demos: ReplayBuffer, shapes: d
     actor_stats = [json.loads((out_dir / f"actor{i}.json").read_text()) for i in range(actors)
                    if (out_dir / f"actor{i}.json").exists()]
     stats: dict[str, Any] = {"updates": learner.updates, "committed_transitions": learner.total_committed(),
-                             "demo_transitions": len(buffer.demo), "interventions": sum(a["interventions"] for a in actor_stats)}
+                             "demo_transitions": len(buffer.demo), "dropped_transitions": learner.dropped,
+                             "interventions": sum(a["interventions"] for a in actor_stats)}
     if env_args[3] != "oracle" and actor_stats:
         fp = sum(a["reward_false_positives"] for a in actor_stats)
         neg = sum(a["reward_negative_steps"] for a in actor_stats)

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import torch
 
+from robolearn.errors import RobolearnError
+
 IQL_MAX_WEIGHT = 100.0
 
 
@@ -90,14 +92,15 @@ def temperature_loss(log_temperature: torch.Tensor, log_prob: torch.Tensor, targ
 
 
 # ----- Cal-QL --------------------------------------------------------------------------------------
-def mc_return_to_go(rewards: np.ndarray, gamma: float, success: bool, r_neg: float | None = None) -> np.ndarray:
-    """Discounted Monte-Carlo return-to-go of one trajectory ``(T,)``.
+def mc_return_to_go(rewards: np.ndarray, gamma: float, r_neg: float | None = None) -> np.ndarray:
+    """Discounted Monte-Carlo return-to-go of one trajectory ``(T,)``, Cal-QL's floor V^μ.
 
-    A sparse-reward trajectory that never succeeds gets r_neg/(1−γ) at every step (Cal-QL: the value of
-    staying in failure forever) when ``r_neg`` is given.
+    As in the official Cal-QL code: a sparse-reward task (``r_neg`` given) whose trajectory earned
+    ``r_neg`` at every step never succeeded, and gets r_neg/(1−γ) at every step (the value of staying in
+    failure forever); any other trajectory gets the plain discounted return-to-go.
     """
     rewards = np.asarray(rewards, np.float64)
-    if not success and r_neg is not None:
+    if r_neg is not None and len(rewards) and np.all(rewards == r_neg):
         return np.full(rewards.shape, r_neg / (1.0 - gamma), np.float32)
     out = np.zeros_like(rewards)
     running = 0.0
@@ -113,7 +116,8 @@ def calql_conservative_loss(q_data: torch.Tensor, q_rand: torch.Tensor, q_pi: to
     """α·(E[logsumexp over importance-sampled actions] − E[Q(s,a_data)]) summed over critics.
 
     q_data ``(n, B)``; q_rand, q_pi, q_next_pi ``(n, B, N)``; log probs ``(B, N)``; mc_return ``(B,)``
-    floors the two policy-action terms (Cal-QL), not the random-action term; ``None`` gives plain CQL.
+    floors the two policy-action terms (Cal-QL), not the random-action term; ``None`` gives plain CQL,
+    and a −inf entry leaves that transition unfloored (its return-to-go is not known yet).
     """
     if mc_return is not None:
         floor = mc_return.view(1, -1, 1)
@@ -139,8 +143,20 @@ def soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) ->
             torch._foreach_lerp_(targets, list(source.parameters()), tau)
 
 
+class NonFiniteLossError(RobolearnError, FloatingPointError):
+    """An update produced a NaN or infinite loss: the run diverged."""
+
+
 def as_floats(info: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Scalar tensors → floats with a single device sync (one ``tolist`` instead of one ``item`` each)."""
+    """Scalars to floats with a single device sync (one ``tolist`` instead of one ``item`` each);
+    raises ``NonFiniteLossError`` naming the first NaN or infinite value."""
     if not info:
         return {}
-    return dict(zip(info, torch.stack([v.detach().float() for v in info.values()]).tolist()))
+    values = dict(zip(info, torch.stack([v.detach().float() for v in info.values()]).tolist()))
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+        raise NonFiniteLossError(
+            f"{bad[0]} is {values[bad[0]]} after this update ({', '.join(f'{k}={values[k]}' for k in bad)}): training "
+            "diverged. Lower the learning rates (--set critic_lr=... actor_lr=..., or lr=... for BC/IQL) and check the "
+            "rewards and observations for huge or non-finite values (robolearn data stats)")
+    return values

@@ -4,6 +4,8 @@ YAML, evaluation in the twin, checkpoints with resume, scalars to TensorBoard (a
 from __future__ import annotations
 
 import json
+import math
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from robolearn.config import ConfigError, load_config
+from robolearn.config import ConfigError, load_config, resolve_config_path
+from robolearn.errors import RobolearnError
 from robolearn.learn.agents import config_class, config_to_dict, make_agent
 from robolearn.learn.api import (
     evaluate,
@@ -22,16 +25,19 @@ from robolearn.learn.api import (
     save_agent,
     train_offline,
 )
-from robolearn.learn.buffer import ReplayBuffer
-from robolearn.learn.checkpoint import load_checkpoint, recover_checkpoint
+from robolearn.learn.buffer import BadTransitionError, ReplayBuffer
+from robolearn.learn.checkpoint import load_checkpoint, read_config, recover_checkpoint
 from robolearn.learn.policy import AgentPolicy, pick_device
 
-ALGO_DIR = Path(__file__).resolve().parents[2] / "configs" / "algos"
-EPISODE_KEYS = ("action", "reward", "terminated", "success")
+EPISODE_KEYS = ("action", "reward", "terminated")
+
+
+class StoreDataError(RobolearnError):
+    """A store whose episodes cannot train the chosen algorithm (missing keys, non-finite values)."""
 
 
 def load_algo_config(algo: str, path: str | None = None, overrides: tuple[str, ...] = ()) -> Any:
-    path = Path(path) if path else ALGO_DIR / f"{algo}.yaml"
+    path = Path(path) if path else resolve_config_path(f"configs/algos/{algo}.yaml")
     if not path.exists():
         raise ConfigError(str(path), "algo", f"no config file for {algo!r}; pass --config PATH")
     cfg = load_config(config_class(algo), path, overrides)
@@ -82,24 +88,30 @@ class ScalarLogger:
 
 def store_buffer(store_path: str, task: str | None, keys: list[str] | None, gamma: float, chunk: int = 1,
                  r_neg: float | None = 0.0, successful_only: bool = False, exclude_sources: Sequence[str] = (),
-                 extra_capacity: int = 0) -> tuple[ReplayBuffer, dict[str, tuple[int, ...]], int]:
+                 extra_capacity: int = 0, require_reward: bool = True,
+                 algo: str = "this algorithm") -> tuple[ReplayBuffer, dict[str, tuple[int, ...]], int]:
     """The episodes of a DemoStore as transitions; returns (buffer, obs shapes, action dim).
 
     task: only that task's episodes. keys: observation keys (default: the vector ones, ``state`` and
     ``object_state``; images only when nothing else is stored). successful_only / exclude_sources
     (e.g. ``("online",)``) filter episodes by their metadata. extra_capacity: room beyond the stored
-    steps (interventions are added to the demo buffer while fine-tuning).
+    steps (interventions are added to the demo buffer while fine-tuning). require_reward: refuse a
+    store without ``reward`` (everything but BC needs it; ``algo`` names the algorithm in the error).
     """
     from robolearn.store import DemoStore
 
     store = DemoStore.open(store_path, mode="r")
     if store.n_episodes == 0:
-        raise SystemExit(f"robolearn: store {store_path} has no episodes; record demonstrations first")
+        raise StoreDataError(f"store {store_path} has no episodes; record demonstrations first")
+    if require_reward and "reward" not in store.keys:
+        raise StoreDataError(f"store {store_path} has no reward (e.g. imported from a LeRobot dataset without "
+                             f"next.reward) and {algo} learns from rewards: label them with `robolearn reward relabel "
+                             f"--reward oracle|classifier:CKPT --store {store_path} --out NEW.zarr`, or train --algo bc")
     available = [k for k in store.keys if k in ("state", "object_state") or k.startswith("rgb_")]
     keys = keys or [k for k in available if not k.startswith("rgb_")] or available
     missing = [k for k in keys if k not in store.keys]
     if missing:
-        raise SystemExit(f"robolearn: store {store_path} lacks {missing}; it has {sorted(store.keys)}")
+        raise StoreDataError(f"store {store_path} lacks {missing}; it has {sorted(store.keys)}: pick keys with --obs")
     first = store.episode(0, keys)
     spaces = {k: (first[k].shape[1:], np.dtype(np.uint8) if k.startswith("rgb_") else np.dtype(np.float32)) for k in keys}
     action_dim = int(store.episode(0, ["action"])["action"].shape[1])
@@ -110,26 +122,49 @@ def store_buffer(store_path: str, task: str | None, keys: list[str] | None, gamm
             continue
         if successful_only and not meta.get("success"):
             continue
-        buffer.add_episode(store.episode(i, read_keys), gamma, meta.get("success"), r_neg)
+        try:
+            buffer.add_episode(store.episode(i, read_keys), gamma, r_neg=r_neg)
+        except BadTransitionError as err:
+            raise StoreDataError(f"store {store_path}, episode {i}, {err}; fix the recording, or delete the episode "
+                                 f"(robolearn data delete {store_path} {i} --yes)") from err
     if len(buffer) == 0:
-        raise SystemExit(f"robolearn: store {store_path} has no usable transitions for task {task!r}"
-                         + (" among its successful episodes" if successful_only else ""))
+        raise StoreDataError(f"store {store_path} has no usable transitions for task {task!r}"
+                             + (" among its successful episodes" if successful_only else ""))
     return buffer, {k: tuple(s) for k, (s, _) in spaces.items()}, action_dim
+
+
+def best_success_rate(best_dir: Path) -> float:
+    """The evaluated success rate of the checkpoint in ``best_dir`` (−inf when there is none yet)."""
+    recover_checkpoint(best_dir)
+    if not (best_dir / "config.json").exists():
+        return -math.inf
+    return float(read_config(best_dir).get("eval", {}).get("success_rate", -math.inf))
+
+
+def step_checkpoints(out_dir: Path) -> list[Path]:
+    """The ``OUT/step_<N>`` checkpoints, oldest first."""
+    steps = sorted(int(p.name[5:]) for p in out_dir.glob("step_*") if p.name[5:].isdigit())
+    return [out_dir / f"step_{n}" for n in steps]
 
 
 def train_from_store(algo: str, store: str, task: str, cell: str, steps: int, eval_every: int, eval_episodes: int,
                      out: str, config_path: str | None = None, overrides: tuple[str, ...] = (),
                      keys: list[str] | None = None, device: str | None = None, seed: int = 0,
                      checkpoint_every: int | None = None, wandb_project: str | None = None,
-                     compile: bool = False, progress: bool = True) -> dict[str, Any]:
+                     compile: bool = False, progress: bool = True,
+                     keep_checkpoints: int | None = None) -> dict[str, Any]:
     """Offline training with twin evaluation every ``eval_every`` steps and a checkpoint in ``out/last``
     every ``checkpoint_every`` steps (default: ``eval_every``, else 1000); running it again resumes
-    from ``out/last``. ``out/best`` holds the best-evaluated weights."""
+    from ``out/last`` (weights, optimizers, torch and buffer RNG states, step). Every evaluation also
+    writes ``out/step_<N>`` (the newest ``keep_checkpoints`` are kept; None: all), and ``out/best``
+    holds the best-evaluated weights, across resumed runs too."""
     cfg = resolve_run_length(load_algo_config(algo, config_path, overrides), steps)
     rank, world = init_distributed()
     dev = pick_device(device)
+    torch.manual_seed(seed)
     buffer, shapes, action_dim = store_buffer(store, task, keys, getattr(cfg, "gamma", 0.99), getattr(cfg, "chunk", 1),
-                                              getattr(cfg, "r_neg", 0.0), getattr(cfg, "successful_only", False))
+                                              getattr(cfg, "r_neg", 0.0), getattr(cfg, "successful_only", False),
+                                              require_reward=algo != "bc", algo=algo)
     agent = make_agent(cfg, shapes, action_dim)
     fit_normalization(agent, buffer)
     agent = agent.to(dev)
@@ -138,7 +173,7 @@ def train_from_store(algo: str, store: str, task: str, cell: str, steps: int, ev
     recover_checkpoint(last)
     start = 0
     if (last / "config.json").exists():
-        config, _ = load_checkpoint(last, agent, agent.optimizers(), dev)
+        config, _ = load_checkpoint(last, agent, agent.optimizers(), dev, rngs={"buffer": buffer.rng})
         start = int(config["step"])
     checkpoint_every = checkpoint_every or eval_every or 1000
     logger = ScalarLogger(out_dir / "logs", wandb_project, {"algo": algo, **config_to_dict(cfg)}) if rank == 0 else None
@@ -148,9 +183,11 @@ def train_from_store(algo: str, store: str, task: str, cell: str, steps: int, ev
 
         env = make_env(cell=cell, task=task, seed=seed + 1, cameras=any(k.startswith("rgb_") for k in shapes))
     evals: list[dict[str, float]] = []
+    best = best_success_rate(out_dir / "best")
     extra = {"task": task, "cell": cell, "store": str(store)}
 
     def callback(step: int, agent: torch.nn.Module, info: dict[str, float]) -> None:
+        nonlocal best
         if rank != 0:
             return
         if step % 100 == 0:
@@ -160,16 +197,23 @@ def train_from_store(algo: str, store: str, task: str, cell: str, steps: int, ev
             agent.train()
             evals.append({"step": step, **result})
             logger.log(step, {f"eval/{k}": v for k, v in result.items()})
-            if max(evals, key=lambda e: e["success_rate"])["step"] == step:
+            save_agent(out_dir / f"step_{step}", agent, shapes, step, resumable=False, **extra, eval=result)
+            if keep_checkpoints is not None:
+                saved = step_checkpoints(out_dir)
+                for old in saved[: max(len(saved) - keep_checkpoints, 0)]:
+                    shutil.rmtree(old)
+            if result["success_rate"] > best:
+                best = result["success_rate"]
                 save_agent(out_dir / "best", agent, shapes, step, **extra, eval=result)
         if step % checkpoint_every == 0:
-            save_agent(last, agent, shapes, step, **extra)
+            save_agent(last, agent, shapes, step, rngs={"buffer": buffer.rng}, **extra)
 
     train_offline(cfg, buffer, steps, shapes, action_dim, dev, seed, agent=agent, callback=callback, start_step=start,
                   compile=compile, progress=progress and rank == 0)
     if rank == 0:
-        save_agent(last, agent, shapes, steps, **extra)
+        save_agent(last, agent, shapes, steps, rngs={"buffer": buffer.rng}, **extra)
         logger.close()
     return {"algo": algo, "steps": steps, "resumed_from": start, "world_size": world, "transitions": len(buffer),
             "checkpoint": str(last), "success_rate": evals[-1]["success_rate"] if evals else None,
-            "best_success_rate": max((e["success_rate"] for e in evals), default=None), "device": str(dev)}
+            "best_success_rate": None if best == -math.inf else best,
+            "step_checkpoints": [str(p) for p in step_checkpoints(out_dir)], "device": str(dev)}

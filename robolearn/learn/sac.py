@@ -29,8 +29,9 @@ class SACConfig:
     share of each online batch drawn from the demonstrations. start_steps: env steps before the first
     update (random actions meanwhile when there is neither a pretrained agent nor demonstrations).
     cql_alpha > 0 adds the CQL regularizer, floored at the Monte-Carlo return-to-go when calql_floor.
-    r_neg: the per-step reward of a sparse-reward task that fails (Cal-QL floors failed trajectories
-    at r_neg/(1−γ)); None for dense rewards (the floor is then the plain discounted return-to-go).
+    r_neg: the per-step reward of a sparse-reward task while it has not succeeded (Cal-QL floors a
+    trajectory whose every reward is r_neg at r_neg/(1−γ), any other at its discounted return-to-go);
+    None for dense rewards (always the plain discounted return-to-go).
     max_target_backup: the TD target takes the best of cql_n_actions sampled next actions. warmup_steps:
     WSRL's env steps of the frozen pretrained policy before any update. normalize_obs: standardize
     vector observations with the demonstrations' statistics (as CORL's Cal-QL and IQL do).
