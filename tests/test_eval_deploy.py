@@ -48,7 +48,7 @@ def trained_reach_checkpoint(path):
             arrays["terminated"].append(terminated)
             if terminated or truncated:
                 break
-        buffer.add_episode({k: np.array(v) for k, v in arrays.items()}, 0.99, True)
+        buffer.add_episode({k: np.array(v) for k, v in arrays.items()}, 0.99)
     agent = train_offline(BCConfig(hidden=(128, 128), chunk=1, batch_size=128, lr=1e-3), buffer, 2000, shapes, 7,
                           "cpu", 0, progress=False)
     return save_agent(path, agent, shapes, step=2000, task="reach", cell=CELL)
@@ -159,12 +159,46 @@ def test_shadow_never_commands_the_arm_and_reports_clips(checkpoints):
     report = run_shadow(PushX(np.nan), devices, shadow_twin, steps=5)
     assert report["clipped_steps"] == 5 and report["violations_by_kind"] == {"nan": 5} and real.commands == 0
     from robolearn.learn import load_policy
-    from robolearn.sim.tasks import load_task_config, make_task
 
-    shadow_twin.task = make_task(load_task_config("reach"), shadow_twin)
-    shadow_twin.task.reset(np.random.default_rng(0))
     report = run_shadow(load_policy(checkpoints[0], device="cpu"), devices, shadow_twin, steps=10)
     assert real.commands == 0 and report["steps"] == 10
+
+
+class Recorder(PushX):
+    """A policy that observes privileged object state and keeps what it saw."""
+
+    observation_keys = ["state", "object_state"]
+
+    def __init__(self):
+        super().__init__(0.0)
+        self.seen = []
+
+    def act(self, obs):
+        self.seen.append(obs)
+        return super().act(obs)
+
+
+def test_object_state_comes_from_the_stand_in_twin_and_is_refused_on_a_real_cell():
+    """Shadow and live observe ``object_state`` only where the cell's devices are simulated (the
+    stand-in twin's ground truth, never the shadow twin's unreset task); on a real cell both refuse
+    such a policy before any step."""
+    from robolearn.config import ConfigError
+    from robolearn.evaluate.deploy import LiveTrial
+    from robolearn.sim import Twin
+
+    devices = open_cell(load_cell(CELL), task="reach", teleop=True)
+    devices.twin.task.reset(np.random.default_rng(5))
+    policy = Recorder()
+    run_shadow(policy, devices, Twin(devices.cell), steps=2)
+    seen = policy.seen[-1]["object_state"]
+    np.testing.assert_allclose(seen, devices.twin.task.object_state(), atol=1e-4)  # the cube settles a little
+    assert np.linalg.norm(seen[:2] - np.array(devices.cell.objects[0].pos_m[:2])) > 0.05  # not the unreset default
+    real = dataclasses.replace(devices, twin=None)  # the same devices, as a real cell presents them: no ground truth
+    with pytest.raises(ConfigError, match="privileged object state.*nothing measures it"):
+        run_shadow(Recorder(), real, Twin(devices.cell), steps=2)
+    with pytest.raises(ConfigError, match="privileged object state"):
+        LiveTrial(Recorder(), real, 5)
+    assert run_shadow(PushX(), real, Twin(devices.cell), steps=2)["steps"] == 2
 
 
 class Buttons:
@@ -216,6 +250,115 @@ def test_live_trial_succeeds_by_reward_model_under_full_takeover():
     assert record.success_rate == 1.0 and record.success_source == "reward_model"
 
 
+class CountingCamera:
+    """Stands in for a camera at the ``Camera`` protocol boundary (the twin's), counting reads."""
+
+    def __init__(self, camera):
+        self.camera, self.reads = camera, 0
+        self.name, self.intrinsics = camera.name, camera.intrinsics
+
+    def read(self):
+        self.reads += 1
+        return self.camera.read()
+
+    def connect(self):
+        pass
+
+    def disconnect(self):
+        self.camera.disconnect()
+
+
+def test_live_trial_uses_the_reward_models_threshold_and_reads_cameras_once_per_step(tmp_path):
+    """A VLM judge (the scaffolding chat server answers p(yes) = 0.7) with threshold 0.8: no trial
+    ends as a success, unless success_threshold in the deploy config overrides it. With a reward
+    model, each step reads the cameras once (steps + 1 reads: the first observation, then one after
+    every step for both the reward and the next action)."""
+    from test_reward_judge import ChatServer, completion
+
+    from robolearn.reward import load_reward_model
+
+    server = ChatServer(default=completion("yes", {"yes": 0.7, "no": 0.3}))
+    try:
+        spec = tmp_path / "judge.yaml"
+        spec.write_text(f"task: the cube is reached\ncamera: front\nthreshold: 0.8\njudge:\n  base_url: {server.base_url}\n"
+                        "  cache_dir: null\n  max_requests_per_s: 0\n")
+        judge = load_reward_model(f"vlm:{spec}")
+        devices = open_cell(load_cell(CELL), task="reach", teleop=True)
+        devices.cameras["front"] = camera = CountingCamera(devices.cameras["front"])
+        record = run_live(PushX(0.0), devices, "scripted", "reach", 1, DeployConfig(max_episode_steps=3), judge)
+        episode = record.episode_results[0]
+        assert episode.ended_by == "time_limit" and not episode.success and episode.steps == 3
+        assert episode.episode_return == 0.0 and camera.reads == 3 + 1 and len(server.requests) == 3
+        overridden = run_live(PushX(0.0), devices, "scripted", "reach", 1,
+                              DeployConfig(max_episode_steps=3, success_threshold=0.6), judge)
+        assert overridden.episode_results[0].ended_by == "success" and overridden.episode_results[0].steps == 1
+    finally:
+        server.close()
+
+
+def test_a_trial_the_operator_quits_is_aborted_and_counts_in_no_rate(tmp_path):
+    from robolearn.errors import RobolearnError
+    from robolearn.evaluate import EvalRecord
+
+    devices = open_cell(load_cell(CELL), task="reach", teleop=True)
+    devices.teleop = Buttons(devices.teleop, press={2: "success", 5: "quit"})
+    record = run_live(PushX(0.0), devices, "scripted", "reach", 3, DeployConfig())
+    assert [(e.ended_by, e.aborted, e.success) for e in record.episode_results] == [("success", False, True),
+                                                                                      ("quit", True, False)]
+    assert record.n_episodes == 1 and record.n_aborted == 1 and record.success_rate == 1.0
+    assert record.summary()["aborted"] == 1 and record.ci95 == EvalRecord.load(record.save(tmp_path / "r.json")).ci95
+    devices.teleop = Buttons(devices.teleop.teleop, press={1: "quit"})
+    with pytest.raises(RobolearnError, match="no trial was completed"):
+        run_live(PushX(0.0), devices, "scripted", "reach", 3, DeployConfig())
+
+
+def test_deploy_cli_permits_a_passing_checkpoint_and_shadow_never_commands_the_arm(checkpoints, monkeypatch, capsys):
+    """Through the CLI: the gate lets the passing checkpoint through, and shadow mode runs it with the
+    arm (a SimArm standing in for the real one) never commanded."""
+    import json
+
+    import robolearn.evaluate.devices as devices_module
+    from robolearn.cli import main
+
+    opened = []
+
+    def open_counting(cell, task=None, teleop=True):
+        devices = open_cell(cell, task=task, teleop=teleop)
+        devices.arm = CountingArm(devices.arm)
+        opened.append((devices.arm, devices.arm.state().q_rad.copy()))
+        return devices
+
+    monkeypatch.setattr(devices_module, "open_cell", open_counting)
+    assert main(["deploy", "--policy", str(checkpoints[0]), "--cell", CELL, "--task", "reach", "--mode", "shadow",
+                 "--steps", "12", "--set", "min_success_rate=0.3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "≥ 0.3" in result["gate"] and result["gate_record"].endswith("sim_panda__reach.json")
+    assert result["mode"] == "shadow" and result["steps"] == 12 and result["commands_sent_to_real_arm"] == 0
+    (arm, q_before), = opened
+    assert arm.commands == 0 and arm.stops == 0
+    np.testing.assert_allclose(arm.state().q_rad, q_before, atol=1e-3)
+
+
+def test_deploy_cli_live_rehearsal_with_the_oracle_reward(checkpoints, tmp_path, capsys):
+    """``deploy --mode live --reward oracle`` on the sim cell: the oracle gets the stand-in twin and
+    decides each trial."""
+    import json
+
+    from robolearn.cli import main
+    from robolearn.evaluate import EvalRecord
+
+    out = tmp_path / "live.json"
+    assert main(["deploy", "--policy", str(checkpoints[0]), "--cell", CELL, "--task", "reach", "--mode", "live",
+                 "--episodes", "2", "--reward", "oracle", "--set", "min_success_rate=0.3", "--set",
+                 "max_episode_steps=25", "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    record = EvalRecord.load(out)
+    assert result["mode"] == "live" and result["episodes"] == 2 and record.success_source == "reward_model"
+    assert all(e.success == (e.ended_by == "success") and e.ended_by in ("success", "time_limit")
+               for e in record.episode_results)
+    assert all(e.steps < 25 for e in record.episode_results if e.success)
+
+
 def test_eval_real_records_trials_that_compare_pairs_with_the_twin(checkpoints, tmp_path):
     """``robolearn eval --real`` on the sim cell (a rehearsal: the twin stands in for the hardware),
     success decided by a reward model; the record pairs with the twin evaluation in ``compare``."""
@@ -226,19 +369,24 @@ def test_eval_real_records_trials_that_compare_pairs_with_the_twin(checkpoints, 
     passing = checkpoints[0]
     run = [sys.executable, "-m", "robolearn"]
     out = subprocess.run([*run, "eval", "--real", "--policy", str(passing), "--cell", CELL, "--task", "reach",
-                          "--episodes", "3", "--reward", "oracle", "--out", str(tmp_path / "real.json"), "--json"],
-                         capture_output=True, text=True, timeout=300)
+                          "--episodes", "3", "--reward", "oracle", "--json"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    record = EvalRecord.load(tmp_path / "real.json")
+    saved = passing / "evaluations" / "real" / "sim_panda__reach.json"  # saved by default, beside the checkpoint
+    printed = json.loads(out.stdout.splitlines()[-1])
+    assert printed["record"] == str(saved) and f"saved to {saved}" in out.stderr
+    record = EvalRecord.load(saved)
     assert record.kind == "real" and record.success_source == "reward_model" and record.n_episodes == 3
     assert all(e.seed is None and e.ended_by in ("success", "time_limit") for e in record.episode_results)
-    assert json.loads(out.stdout.splitlines()[-1])["success_rate"] == record.success_rate
-    compared = subprocess.run([*run, "compare", "--sim", str(evaluation_path(passing, "sim_panda", "reach")),
-                               "--real", str(tmp_path / "real.json"), "--json"], capture_output=True, text=True, timeout=120)
+    assert printed["success_rate"] == record.success_rate
+    assert check_gate(passing, "sim_panda", "reach", GATE).passed  # the real record is not the gate's
+    runs = str(passing.parent.parent)  # both checkpoints' evaluations/, twin and real records side by side
+    compared = subprocess.run([*run, "compare", "--sim", runs, "--real", runs, "--json"], capture_output=True,
+                              text=True, timeout=120)
     assert compared.returncode == 0, compared.stderr
     result = json.loads(compared.stdout.splitlines()[-1])
     assert result["n_policies"] == 1 and result["pearson_r"] is None
     assert result["policies"][0]["real_success_rate"] == record.success_rate
+    assert result["policies"][0]["sim_success_rate"] == EvalRecord.load(evaluation_path(passing, "sim_panda", "reach")).success_rate
     expert = subprocess.run([*run, "eval", "--real", "--policy", "expert", "--cell", CELL, "--task", "reach"],
                             capture_output=True, text=True, timeout=120)
     assert expert.returncode == 2 and "cannot drive a real cell" in expert.stderr

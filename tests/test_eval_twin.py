@@ -114,3 +114,58 @@ def test_compare_cli_reports_simpler_metrics(tmp_path):
     assert result["mean_abs_gap"] == pytest.approx(np.mean(np.abs(sim_rates - real_rates)))
     swapped = cli("compare", "--sim", str(tmp_path / "real"), "--real", str(tmp_path / "sim.json"))
     assert swapped.returncode == 2 and "wrong side" in swapped.stderr
+
+
+def compare_in_process(capsys, *args):
+    from robolearn.cli import main
+
+    code = main(["compare", *args, "--json"])
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out.strip().splitlines()[-1]) if code == 0 else captured.err)
+
+
+def test_compare_picks_a_cell_for_a_checkpoint_evaluated_on_two(tmp_path, capsys):
+    sims = tmp_path / "runs"
+    for policy, cell, successes in (("a", "sim_panda", 5), ("a", "sim_panda_v2", 9), ("b", "sim_panda", 2),
+                                    ("b", "sim_panda_v2", 3)):
+        record = _record("sim", policy, successes)
+        record.cell = cell
+        record.save(sims / policy / "evaluations" / f"{cell}__pick_cube.json")
+    for policy, successes in (("a", 6), ("b", 1)):
+        _record("real", policy, successes).save(sims / policy / "evaluations" / "real" / "c__pick_cube.json")
+    code, err = compare_in_process(capsys, "--sim", str(sims), "--real", str(sims))
+    assert code == 2 and "cells ['sim_panda', 'sim_panda_v2']" in err and "--cell sim_panda" in err
+    code, result = compare_in_process(capsys, "--sim", str(sims), "--real", str(sims), "--cell", "sim_panda_v2")
+    assert code == 0 and [p["sim_success_rate"] for p in result["policies"]] == [0.9, 0.3]
+    assert [p["real_success_rate"] for p in result["policies"]] == [0.6, 0.1]
+    code, err = compare_in_process(capsys, "--sim", str(sims), "--real", str(sims), "--cell", "real_franka")
+    assert code == 2 and "no sim record on cell 'real_franka'" in err and "sim_panda_v2" in err
+    (sims / "a" / "evaluations" / "notes.json").write_text("{not json")
+    code, err = compare_in_process(capsys, "--sim", str(sims), "--real", str(sims), "--cell", "sim_panda")
+    assert code == 2 and f"{sims / 'a' / 'evaluations' / 'notes.json'}: not valid JSON" in err
+
+
+def test_aborted_trials_count_in_no_rate_nor_in_compare(tmp_path, capsys):
+    real = _record("real", "a", 3, n=4)
+    real.episode_results.append(EpisodeRecord(4, None, False, 0.0, 7, ended_by="quit", aborted=True))
+    assert real.n_episodes == 4 and real.n_aborted == 1 and real.success_rate == 0.75
+    real.save(tmp_path / "real.json")
+    _record("sim", "a", 5).save(tmp_path / "sim.json")
+    code, result = compare_in_process(capsys, "--sim", str(tmp_path / "sim.json"), "--real", str(tmp_path / "real.json"))
+    assert code == 0 and result["policies"][0]["real_success_rate"] == 0.75 and result["policies"][0]["real_episodes"] == 4
+    with pytest.raises(ValueError, match="at least one completed"):
+        EvalRecord(kind="real", policy="a", policy_id="a", cell="c", task="t",
+                   episode_results=[EpisodeRecord(0, None, False, 0.0, 3, ended_by="quit", aborted=True)])
+
+
+def test_real_trials_are_never_overwritten(tmp_path):
+    from robolearn.evaluate.results import real_evaluation_path
+
+    first = real_evaluation_path(tmp_path / "last", "real_franka", "configs/tasks/pick_cube.yaml")
+    assert first == tmp_path / "last" / "evaluations" / "real" / "real_franka__pick_cube.json"
+    _record("real", "last", 2).save(first)
+    second = real_evaluation_path(tmp_path / "last", "real_franka", "pick_cube")
+    assert second.name == "real_franka__pick_cube.2.json"
+    _record("real", "last", 3).save(second)
+    assert real_evaluation_path(tmp_path / "last", "real_franka", "pick_cube").name == "real_franka__pick_cube.3.json"
+    assert load_records([tmp_path], kind="sim") == [] and len(load_records([tmp_path], kind="real")) == 2

@@ -116,12 +116,19 @@ def test_relabel_writes_a_new_store(stores, checkpoint, tmp_path, capsys):
     result = cli_json(capsys, "reward", "relabel", "--reward", f"classifier:{checkpoint}",
                       "--store", str(stores / "test.zarr"), "--out", str(out), "--json")
     assert result["n_episodes"] == 12 and result["n_steps"] == 12 * STEPS
+    assert result["last_step_from"] == {"success_mark": 12} and result["warnings"] == []
     source, relabeled = DemoStore.open(stores / "test.zarr"), DemoStore.open(out)
     original, new = source.episode(0), relabeled.episode(0)
     np.testing.assert_array_equal(new["reward_env"], original["reward"])
     np.testing.assert_array_equal(new["rgb_front"], original["rgb_front"])
     assert np.isin(new["reward"], [0.0, 1.0]).all()
     assert (new["reward"] == original["success"]).mean() > 0.9
+    model = load_reward_model(f"classifier:{checkpoint}")
+    for index in range(source.n_episodes):
+        original, new = source.episode(index), relabeled.episode(index)
+        rewards, _ = model.score_batch({c: original[f"rgb_{c}"] for c in ("front", "wrist")})
+        np.testing.assert_array_equal(new["reward"][:-1], rewards[1:])  # reward[t] scores observation t+1
+        assert new["reward"][-1] == float(original["success"][-1])  # its observation is not stored: the mark
     assert "reward_env" not in source.keys
     assert main(["reward", "relabel", "--reward", f"classifier:{checkpoint}", "--store", str(stores / "test.zarr"),
                  "--out", str(out)]) == 2  # never overwrites
@@ -132,6 +139,24 @@ def test_labels_follow_the_action():
     np.testing.assert_array_equal(episode_labels(data, {}), [False, False, True, True])
     np.testing.assert_array_equal(episode_labels({"action": np.zeros((6, 7))}, {"success": True}, tail_frames=2),
                                   [False] * 4 + [True] * 2)
+
+
+def test_a_store_whose_episodes_end_on_success_says_why_it_has_no_success_frames(tmp_path, backbone):
+    """Episodes that end on their first success step (terminate_on_success) store no success frame;
+    training names that and the fix instead of only "need both classes"."""
+    from robolearn.config import ConfigError
+    from robolearn.reward.classifier import ClassifierTrainConfig, train_from_store
+
+    store = DemoStore.create(tmp_path / "ends_on_success.zarr")
+    n = 6
+    for success in (True, False):
+        marks = np.zeros(n, bool)
+        marks[-1] = success
+        store.append_episode({"rgb_front": np.zeros((n, 16, 16, 3), np.uint8), "action": np.zeros((n, 7), np.float32),
+                              "success": marks}, {"task": "pick_cube", "success": success, "source": "expert"})
+    with pytest.raises(ConfigError, match=r"1 of the 2 episodes reach success only on their last step.*"
+                                          r"terminate_on_success: false"):
+        train_from_store(store, ClassifierTrainConfig(backbone=str(backbone)))
 
 
 def test_calibrated_threshold_bounds_false_positives():
@@ -196,8 +221,8 @@ def test_random_crops_keep_content_and_scale():
 def test_finetune_with_the_classifier_reports_its_online_false_positive_rate(stores, checkpoint, tmp_path, capsys):
     """``robolearn finetune --reward classifier:...`` trains pick_cube on the twin with the learned
     reward and reports its false-positive rate against the twin's ground truth; the online episodes
-    it appended to the store (reward from the classifier, success from the twin) agree with the
-    counts (all but the last, unfinished episode are stored)."""
+    it appended to the store (reward and success from the classifier, the twin's ground truth in the
+    metadata) agree with the counts (all but the last, unfinished episode are stored)."""
     import shutil
 
     store = shutil.copytree(stores / "test.zarr", tmp_path / "demos.zarr")
@@ -207,12 +232,14 @@ def test_finetune_with_the_classifier_reports_its_online_false_positive_rate(sto
                       "--json")
     assert (tmp_path / "ft" / "last" / "model.safetensors").is_file()
     online = DemoStore.open(store)
-    episodes = [online.episode(i, ["reward", "success"]) for i in range(online.n_episodes)
-                if online.episode_meta(i)["source"] == "online"]
+    indices = [i for i in range(online.n_episodes) if online.episode_meta(i)["source"] == "online"]
+    episodes, metas = [online.episode(i, ["reward", "success"]) for i in indices], [online.episode_meta(i) for i in indices]
     assert episodes
     success = np.concatenate([e["success"] for e in episodes])
     called = np.concatenate([e["reward"] for e in episodes]) > 0
+    assert (success == called).all()  # the store's success is the classifier's call, not the twin's
     negatives, false_positives = result["reward_negative_steps"], result["reward_false_positives"]
-    assert 0 <= negatives - (~success).sum() <= 100 and false_positives >= (called & ~success).sum()
+    assert 0 <= negatives - sum(m["length"] - m["success_true_steps"] for m in metas) <= 100
+    assert 0 <= false_positives - sum(m["reward_false_positive_steps"] for m in metas) <= 100
     assert result["reward_false_positive_rate"] == pytest.approx(false_positives / negatives)
     assert result["reward_false_positive_rate"] <= 0.05

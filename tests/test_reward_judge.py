@@ -92,6 +92,9 @@ class ChatServer:
         self.httpd.server_close()
 
 
+YES_DEFAULT = 0.85  # the default reply's p(yes) + p(Yes) over p(yes) + p(Yes) + p(no)
+
+
 @pytest.fixture
 def server():
     srv = ChatServer(default=completion("yes", {"yes": 0.8, "no": 0.15, "Yes": 0.05}))
@@ -112,7 +115,7 @@ IMAGE = (np.arange(16 * 16 * 3) % 251).astype(np.uint8).reshape(16, 16, 3)
 def test_success_prob_from_logprobs_and_request_shape(server, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     client = client_for(server, tmp_path)
-    assert client.success_prob(IMAGE, "lift the cube") == pytest.approx(0.8 / 0.95)
+    assert client.success_prob(IMAGE, "lift the cube") == pytest.approx(YES_DEFAULT)
     request = server.requests[0]
     assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sk-test"
     body = request["body"]
@@ -136,6 +139,37 @@ def test_yes_probability_parsing():
         yes_probability({"object": "error", "message": "oops"})
 
 
+def test_yes_probability_sums_the_spellings_of_each_answer():
+    """A tokenizer spreads one answer over " yes", "Yes", "YES", ...: their probabilities add up
+    (the largest alone would say 0.4 / 0.6 here, the wrong side of 0.5)."""
+    spread = completion(" yes", {" yes": 0.25, "No": 0.4, "Yes": 0.2, "YES": 0.05, " no": 0.05, "maybe": 0.05})
+    assert yes_probability(spread) == pytest.approx(0.5 / 0.95)
+    sentencepiece = completion("\u2581Yes", {"\u2581Yes": 0.3, "\u2581yes": 0.3, "\u2581No": 0.2})
+    assert yes_probability(sentencepiece) == pytest.approx(0.75)
+    byte_level = completion("\u0120no", {"\u0120no": 0.6, "\u0120No": 0.2, "\u0120yes": 0.2})
+    assert yes_probability(byte_level) == pytest.approx(0.2)
+    # The sampled token is also listed among the top ones: counted once.
+    assert yes_probability(completion("Yes", {"Yes": 0.6, "No": 0.4})) == pytest.approx(0.6)
+    # A server that returns only the sampled token's log-probability.
+    only_sampled = completion("yes")
+    only_sampled["choices"][0]["logprobs"] = {"content": [{"token": "yes", "logprob": math.log(0.7)}]}
+    assert yes_probability(only_sampled) == 1.0
+
+
+@pytest.mark.parametrize("reply, answer", [
+    ("0", 0), ("1", 1), ("-1", -1),
+    ("1.", 1), ("0.", 0), ("-1.", -1),
+    ("0 (Image 1 is better)", 0), ("1 (Image 2 is better)", 1), ("0 - Image 1 shows the cube lifted", 0),
+    ("**1**", 1), ('"0"', 0), ("1\n\nImage 2 shows the gripper holding the cube.", 1), ("  0\n", 0),
+    ("The answer is -1.", -1), ("Answer: 1", 1), ("Answer: **0**", 0),
+    ("Image 1 is better, so the answer is 0.", 0), ("Image 2 shows the lifted cube; answer: 1", 1),
+    ("I think image 2 is better", -1), ("Image 1", -1), ("0.5", -1), ("10", -1), ("", -1),
+    ("I cannot tell the difference.", -1),
+])
+def test_parse_preference_reads_the_leading_answer(reply, answer):
+    assert parse_preference(reply) == answer
+
+
 def test_cache_serves_repeated_requests_from_disk(server, tmp_path):
     client = client_for(server, tmp_path)
     first = client.success_prob(IMAGE, "lift the cube")
@@ -150,7 +184,7 @@ def test_cache_serves_repeated_requests_from_disk(server, tmp_path):
 def test_timeout_then_retry_succeeds_and_exhausted_retries_fail_clearly(server, tmp_path):
     client = client_for(server, tmp_path, timeout_s=0.3, cache_dir=None)
     server.script = [("sleep", 1.0, completion("no", {"no": 1.0})), ("status", 503)]
-    assert client.success_prob(IMAGE, "task") == pytest.approx(0.8 / 0.95)
+    assert client.success_prob(IMAGE, "task") == pytest.approx(YES_DEFAULT)
     assert client.n_requests == 3
     server.script = [("sleep", 1.0, completion("yes"))] * 3
     with pytest.raises(JudgeError, match=r"unreachable after 3 tries .*timed out"):
@@ -168,7 +202,7 @@ def test_malformed_replies_raise_clear_errors_and_are_not_cached(server, tmp_pat
     server.script = [("status", 401)]
     with pytest.raises(JudgeError, match="refused the request.*HTTP 401"):
         client.success_prob(IMAGE, "task")
-    assert client.success_prob(IMAGE, "task") == pytest.approx(0.8 / 0.95)  # nothing bad was cached
+    assert client.success_prob(IMAGE, "task") == pytest.approx(YES_DEFAULT)  # nothing bad was cached
 
 
 def test_unreachable_endpoint(tmp_path):
@@ -194,9 +228,6 @@ def test_compare_two_stage_query(server, tmp_path):
     describe, answer = (r["body"]["messages"] for r in server.requests)
     assert sum(part.get("type") == "image_url" for part in describe[0]["content"]) == 2
     assert answer[1]["role"] == "assistant" and "in the air" in answer[1]["content"]
-    assert parse_preference("The answer is -1.") == -1
-    assert parse_preference("0") == 0
-    assert parse_preference("I think image 2 is better") == -1
 
 
 def test_vlm_reward_model_from_yaml(server, tmp_path):
@@ -205,9 +236,33 @@ def test_vlm_reward_model_from_yaml(server, tmp_path):
                     f"  cache_dir: null\n  max_requests_per_s: 0\n")
     model = load_reward_model(f"vlm:{spec}")
     reward, prob = model({"rgb_wrist": IMAGE, "state": np.zeros(15, np.float32)})
-    assert (reward, prob) == (1.0, pytest.approx(0.8 / 0.95))
+    assert (reward, prob) == (1.0, pytest.approx(YES_DEFAULT))
     with pytest.raises(KeyError, match="rgb_wrist"):
         model({"rgb_front": IMAGE})
+
+
+def test_a_tie_is_not_a_success_for_the_judge_reward_nor_its_evaluation(server, tmp_path):
+    """p(yes) = p(no) exactly: RoboFuME's rule (success when p(yes) > p(no)) says no, and the reward,
+    ``reward eval`` and the reward node all apply the one rule success_prob >= threshold."""
+    from robolearn.reward.base import success_threshold
+    from robolearn.reward.evaluate import evaluate_on_store
+    from robolearn.store import DemoStore
+
+    server.default = completion("yes", {"yes": 0.4, "no": 0.4, "maybe": 0.2})
+    spec = tmp_path / "judge.yaml"
+    spec.write_text(f"task: the cube is lifted\ncamera: front\njudge:\n  base_url: {server.base_url}\n"
+                    "  cache_dir: null\n  max_requests_per_s: 0\n")
+    model = load_reward_model(f"vlm:{spec}")
+    assert model({"rgb_front": IMAGE}) == (0.0, 0.5) and success_threshold(model) > 0.5
+    store = DemoStore.create(tmp_path / "s.zarr")
+    n = 4
+    store.append_episode({"rgb_front": np.stack([IMAGE] * n), "action": np.zeros((n, 7), np.float32),
+                          "success": np.array([False, False, True, True])},
+                         {"task": "t", "success": True, "source": "teleop"})
+    metrics = evaluate_on_store(model, store)  # frame t+1 is labeled success[t]: one success frame
+    assert metrics["n_positive"] == 1 and metrics["false_negative_rate"] == 1.0 and metrics["false_positive_rate"] == 0.0
+    spec.write_text(spec.read_text() + "threshold: 0.5\n")  # configurable: at 0.5 a tie is a success
+    assert load_reward_model(f"vlm:{spec}")({"rgb_front": IMAGE}) == (1.0, 0.5)
 
 
 def test_image_data_url_jpeg():

@@ -85,8 +85,12 @@ def test_vlm_rm_projection_and_reward():
 
 def test_clip_reward_from_yaml(tiny_clip, tmp_path):
     spec = tmp_path / "clip.yaml"
-    spec.write_text(json.dumps({"backbone": str(tiny_clip), "goal_prompts": ["the cube is lifted"],
-                                "baseline_prompts": ["a robot arm on a table"], "camera": "front", "alpha": 0.5}))
+    settings = {"backbone": str(tiny_clip), "goal_prompts": ["the cube is lifted"],
+                "baseline_prompts": ["a robot arm on a table"], "camera": "front", "alpha": 0.5}
+    spec.write_text(json.dumps(settings))
+    with pytest.raises(ConfigError, match="success_reward: not set.*robolearn reward calibrate"):
+        load_reward_model(f"clip:{spec}")
+    spec.write_text(json.dumps({**settings, "success_reward": 0.2}))
     model = load_reward_model(f"clip:{spec}")
     assert isinstance(model, ClipSimilarityReward)
     reward, prob = model({"rgb_front": np.full((64, 64, 3), 128, np.uint8)})
@@ -129,6 +133,95 @@ def test_bradley_terry_recovers_ranking_from_noisy_preferences(tiny_clip, tmp_pa
     assert reloaded({"rgb_front": frames[19]})[0] == pytest.approx(float(rewards[19]), abs=1e-4)
     with pytest.raises(ValueError, match="must be 0 or 1"):
         train_preference_reward({"front": frames}, pairs, np.full(len(pairs), -1), config)
+
+
+def test_preference_threshold_is_calibrated_on_labeled_frames(tiny_clip, tmp_path):
+    """success_prob ranks progress; which value means success is measured on the store's labeled
+    frames (the last 5 of 20 here), kept in the checkpoint, and can be overridden in a YAML."""
+    from robolearn.reward.data import LabeledFrames
+    from robolearn.reward.preference import calibrate_preference_threshold
+
+    frames = ranked_frames(20)
+    pairs, labels = noisy_preferences(20, 600, flip=0.1)
+    model = train_preference_reward({"front": frames}, pairs, labels,
+                                    PreferenceTrainConfig(backbone=str(tiny_clip), hidden=64, steps=600))
+    assert model.threshold == 0.5
+    index = np.arange(20)
+    single_class = LabeledFrames({"front": frames}, index < 0, index * 0, index)
+    report = calibrate_preference_threshold(model, single_class, 0.0)
+    assert model.threshold == 0.5 and report["threshold_source"].startswith("uncalibrated")
+    success = index >= 15
+    report = calibrate_preference_threshold(model, LabeledFrames({"front": frames}, success, index * 0, index), 0.0)
+    _, probs = model.score_batch({"front": frames})
+    assert report["calibration_false_positive_rate"] == 0.0 and model.threshold == report["threshold"]
+    assert probs[~success].max() < model.threshold <= max(0.5, float(np.nextafter(probs[~success].max(), 1.0))) + 1e-6
+    save_preference_reward(model, tmp_path / "pref")
+    assert load_reward_model(str(tmp_path / "pref")).threshold == pytest.approx(model.threshold)
+    (tmp_path / "pref.yaml").write_text(f"type: preference\ncheckpoint: {tmp_path / 'pref'}\nthreshold: 0.9\n")
+    assert load_reward_model(str(tmp_path / "pref.yaml")).threshold == 0.9
+
+
+def labeled_store(path, frames: np.ndarray, success_from: list[int | None]):
+    """One episode per entry: all ``frames``, per-step success marks from step ``success_from`` on
+    (None: never), so frames after it are labeled success."""
+    from robolearn.store import DemoStore
+
+    store = DemoStore.create(path)
+    n = len(frames)
+    for start in success_from:
+        success = np.zeros(n, bool) if start is None else np.arange(n) >= start
+        store.append_episode({"rgb_front": frames, "action": np.zeros((n, 7), np.float32), "success": success},
+                             {"task": "t", "success": bool(success.any()), "source": "teleop"})
+    return store
+
+
+def test_calibrate_cli_measures_the_clip_success_reward(tiny_clip, tmp_path, capsys):
+    """``robolearn reward calibrate`` on a CLIP YAML without success_reward reports the lowest reward R
+    with no false positive on the labeled frames; with it set, ``reward eval`` agrees."""
+    from robolearn.cli import main
+    from robolearn.reward.base import parse_reward_spec
+    from robolearn.reward.evaluate import evaluate_on_store
+
+    frames = ranked_frames(12)
+    store = labeled_store(tmp_path / "s.zarr", frames, [7, None])
+    settings = {"backbone": str(tiny_clip), "goal_prompts": ["a long blue bar"], "camera": "front"}
+    (tmp_path / "clip.yaml").write_text(json.dumps(settings))
+    assert main(["reward", "calibrate", "--reward", f"clip:{tmp_path / 'clip.yaml'}", "--store", str(tmp_path / "s.zarr"),
+                 "--target-fpr", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["setting"] == "success_reward" and result["false_positive_rate"] == 0.0
+    assert result["n_positive"] == 4 and result["n_negative"] == 20 and "success_reward:" in result["hint"]
+    config = parse_reward_spec(f"clip:{tmp_path / 'clip.yaml'}")
+    config.success_reward = 0.0
+    stored = store.episode(0)["rgb_front"]  # JPEG round trip: what the calibration scored
+    rewards, _ = config.create().score_batch({"front": stored})
+    negatives = np.concatenate([rewards[:8], rewards])  # episode 0: frames 0-7 negative; episode 1: all
+    assert result["value"] == pytest.approx(float(np.nextafter(np.float32(negatives.max()), np.float32(np.inf))))
+    (tmp_path / "clip.yaml").write_text(json.dumps({**settings, "success_reward": result["value"]}))
+    metrics = evaluate_on_store(load_reward_model(f"clip:{tmp_path / 'clip.yaml'}"), store)
+    assert metrics["false_positive_rate"] == 0.0 and metrics["accuracy"] == pytest.approx(result["accuracy"])
+    labeled_store(tmp_path / "one_class.zarr", frames, [None])
+    assert main(["reward", "calibrate", "--reward", f"clip:{tmp_path / 'clip.yaml'}",
+                 "--store", str(tmp_path / "one_class.zarr")]) == 2
+    assert "needs success and non-success frames" in capsys.readouterr().err
+
+
+def test_relabeling_with_a_graded_reward_warns_about_the_unseen_last_observation(tiny_clip, tmp_path, capsys):
+    from robolearn.cli import main
+    from robolearn.store import DemoStore
+
+    store = labeled_store(tmp_path / "s.zarr", ranked_frames(6), [5, None])
+    frames = store.episode(0)["rgb_front"]
+    (tmp_path / "clip.yaml").write_text(json.dumps({"backbone": str(tiny_clip), "goal_prompts": ["a long bar"],
+                                                    "camera": "front", "success_reward": 0.0}))
+    assert main(["reward", "relabel", "--reward", f"clip:{tmp_path / 'clip.yaml'}", "--store", str(tmp_path / "s.zarr"),
+                 "--out", str(tmp_path / "out.zarr"), "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert result["last_step_from"] == {"last_frame": 2} and "warning: 2 episodes" in captured.err
+    rewards, _ = load_reward_model(f"clip:{tmp_path / 'clip.yaml'}").score_batch({"front": frames})
+    relabeled = DemoStore.open(tmp_path / "out.zarr").episode(0)["reward"]
+    np.testing.assert_allclose(relabeled, np.append(rewards[1:], rewards[-1]), rtol=1e-5)
 
 
 def test_bradley_terry_loss_matches_definition():

@@ -16,25 +16,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rates, the mean maximum rank violation (MMRV: for each policy, the largest real success gap among the "
         "policies the twin orders opposite to the real cell, averaged; 0 is perfect ranking), and the absolute "
         "sim-real gaps. RESULTS are record files, JSON lists of records, or directories searched recursively "
-        "(e.g. a run directory with CKPT/evaluations/).",
+        "(e.g. a run directory with CKPT/evaluations/, where twin records and, under real/, real trials are "
+        "stored; from directories each side takes only its own kind). A checkpoint evaluated on several cells "
+        "needs --cell (twin side) or --real-cell to say which counts.",
     )
     parser.add_argument("--sim", nargs="+", required=True, metavar="RESULTS", help="twin evaluation records")
     parser.add_argument("--real", nargs="+", required=True, metavar="RESULTS", help="real trial records")
+    parser.add_argument("--cell", default=None, metavar="NAME",
+                        help="only twin records of this cell (by name), for checkpoints evaluated on several cells")
+    parser.add_argument("--real-cell", default=None, metavar="NAME", help="only real records of this cell (by name)")
     add_json_flag(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from robolearn.evaluate.compare import compare_records
+    from robolearn.evaluate.compare import compare_records, filter_cell
     from robolearn.evaluate.results import load_records
 
     try:
-        sim, real = load_records(args.sim), load_records(args.real)
-        wrong = [f"{r.policy_id} ({r.kind})" for r in sim if r.kind != "sim"] + [
-            f"{r.policy_id} ({r.kind})" for r in real if r.kind != "real"]
-        if wrong:
-            raise ValueError(f"records on the wrong side: {wrong}; --sim takes twin records, --real real trials")
-        result = compare_records(sim, real)
+        sim, real = load_records(args.sim, kind="sim"), load_records(args.real, kind="real")
+        for records, side, option in ((sim, "twin", "--sim"), (real, "real", "--real")):
+            if not records:
+                raise ValueError(f"no {side} evaluation record in {option} {' '.join(getattr(args, option[2:]))}")
+        result = compare_records(filter_cell(sim, args.cell, "sim"), filter_cell(real, args.real_cell, "real"))
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError("--sim/--real", "", str(err)) from err
     emit(result, args.json)

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from robolearn.cli.common import add_json_flag, emit
+from robolearn.errors import RobolearnError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "configs/deploy.yaml). --mode shadow runs the policy on the cell's live observations and sends its "
         "actions only to a twin that mirrors the arm, reporting what the SafetyFilter would have clipped; it never "
         "commands the arm. --mode live drives the arm through the SafetyFilter and watchdog; the teleop's failure "
-        "button stops the arm, holding its intervene button takes over, success marks a trial, quit ends.",
+        "button stops the arm, holding its intervene button takes over, success marks a trial, quit ends (the "
+        "trial it interrupts is recorded as aborted). A policy that observes privileged object_state is refused on "
+        "a real cell in both modes (only a simulated cell's twin has it).",
     )
     parser.add_argument("--policy", required=True, help="checkpoint directory")
     parser.add_argument("--cell", required=True, help="cell YAML (the real cell, or a sim cell to rehearse)")
@@ -24,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mode", choices=["shadow", "live"], default="shadow", help="default: %(default)s")
     parser.add_argument("--episodes", type=int, default=1, help="live trials (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=None, help="shadow control steps (default: shadow_steps in the config)")
-    parser.add_argument("--reward", default=None, help="live: reward model that ends a trial on success (classifier:DIR, ...)")
+    parser.add_argument("--reward", default=None,
+                        help="live: reward model that ends a trial on success (classifier:DIR, ...; oracle on a simulated "
+                        "cell); its threshold unless success_threshold is set")
     parser.add_argument("--config", default="configs/deploy.yaml", help="deploy settings YAML (default: %(default)s)")
     parser.add_argument("--set", dest="deploy_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a deploy setting, e.g. --set min_success_rate=0.9 (repeatable)")
@@ -45,23 +50,20 @@ def run(args: argparse.Namespace) -> int:
     cell = load_cell(args.cell)
     decision = check_gate(args.policy, cell.name, args.task, config)
     if not decision.passed:
-        raise SystemExit(f"robolearn: deploy refused: {decision.reason}")
+        raise RobolearnError(f"deploy refused: {decision.reason}")
     policy = load_policy(args.policy, device=args.device)
     devices = open_cell(cell, task=args.task, teleop=args.mode == "live")
     try:
         if args.mode == "shadow":
             from robolearn.sim import Twin
-            from robolearn.sim.tasks import load_task_config, make_task
 
-            twin = Twin(cell)
-            twin.task = make_task(load_task_config(args.task), twin)
-            result = run_shadow(policy, devices, twin, args.steps or config.shadow_steps)
+            result = run_shadow(policy, devices, Twin(cell), args.steps or config.shadow_steps)
         else:
             reward_model = None
             if args.reward:
                 from robolearn.reward import load_reward_model
 
-                reward_model = load_reward_model(args.reward)
+                reward_model = load_reward_model(args.reward, env=devices.twin)
             record = run_live(policy, devices, args.policy, args.task, args.episodes, config, reward_model)
             if args.out:
                 record.save(args.out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
@@ -19,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "is stored beside the checkpoint (CKPT/evaluations/<cell>__<task>.json), where `robolearn deploy` looks "
         "for it. With --real, the policy drives the real cell through the SafetyFilter and watchdog; the "
         "operator marks each trial with the teleop's success/failure buttons (or a --reward model decides), "
-        "and the trials are recorded in the same format, for `robolearn compare`.",
+        "and the trials are recorded in the same format, for `robolearn compare`, beside the checkpoint at "
+        "CKPT/evaluations/real/<cell>__<task>.json (never overwritten: a later run takes <cell>__<task>.2.json, ...).",
     )
     parser.add_argument("--policy", required=True,
                         help="checkpoint directory (model.safetensors + config.json), or `expert` for the scripted expert")
@@ -30,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of episode 0 (default: %(default)s)")
     parser.add_argument("--video", metavar="DIR", help="write one MP4 per episode into DIR")
     parser.add_argument("--report", metavar="HTML", help="write an HTML report (with the checkpoint's sibling evaluations)")
-    parser.add_argument("--out", metavar="JSON", help="also write the record here (default: only beside the checkpoint)")
+    parser.add_argument("--out", metavar="JSON", help="also write the record here (default: only beside the checkpoint: "
+                        "CKPT/evaluations/ for the twin, CKPT/evaluations/real/ with --real)")
     parser.add_argument("--device", default=None, help="torch device for the policy (default: cuda when available)")
     parser.add_argument("--real", action="store_true",
                         help="record real trials on the cell's arm, cameras and teleop instead of twin episodes")
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from robolearn.evaluate.report import write_report
 
     if args.episodes <= 0 or args.workers <= 0:
-        raise SystemExit("robolearn: --episodes and --workers must be positive")
+        raise ConfigError("--episodes/--workers", "", "must be positive")
     is_checkpoint = args.policy != EXPERT
     if is_checkpoint and not (Path(args.policy) / "config.json").is_file():
         raise ConfigError("--policy", args.policy, "is not a checkpoint directory (needs model.safetensors and "
@@ -70,11 +73,13 @@ def run(args: argparse.Namespace) -> int:
     if args.real:
         from robolearn.evaluate.deploy import load_deploy_config
         from robolearn.evaluate.real import record_real_trials
+        from robolearn.evaluate.results import real_evaluation_path
 
         record = record_real_trials(args.policy, args.cell, args.task, args.episodes, reward=args.reward,
                                     overrides=tuple(args.overrides), device=args.device,
                                     config=load_deploy_config(args.deploy_config, []), seed=args.seed)
-        saved = None
+        saved = str(record.save(real_evaluation_path(args.policy, record.cell, record.task)))
+        print(f"robolearn: real trials saved to {saved}", file=sys.stderr)
     else:
         settings = EvalSettings(cell=args.cell, task=args.task, episodes=args.episodes, workers=args.workers,
                                 seed=args.seed, video_dir=args.video, device=args.device,

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
 from robolearn.config import ConfigError
+
+if TYPE_CHECKING:
+    from robolearn.evaluate.mirror import MirrorConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,37 +39,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def mirror_config(path: str | None, objects: str | None, default: str) -> MirrorConfig:
+    """The ``MirrorConfig`` of ``path`` (defaults without one) with the object source ``objects``
+    (``--objects``), else the config's, else ``default``. ``--objects`` naming the config's own
+    source type keeps the config's settings for it (camera, markers, poses, ...); naming another
+    type while the config sets its objects is refused rather than dropping those settings."""
+    from robolearn.config import from_dict, read_yaml
+    from robolearn.evaluate.mirror import MirrorConfig
+
+    data = dict(read_yaml(path) or {}) if path else {}
+    source = dict(data.get("objects") or {})
+    configured = source.get("type")
+    if objects and configured and configured != objects:
+        raise ConfigError("--objects", objects, f"{path} sets objects of type {configured!r} "
+                          f"({', '.join(sorted(source))}); drop --objects to use them, or change objects.type there")
+    data["objects"] = {**source, "type": objects or configured or default}
+    return from_dict(MirrorConfig, data, source=path or "--objects")
+
+
 def run(args: argparse.Namespace) -> int:
     from robolearn.cell import load_cell
-    from robolearn.config import from_dict, load_config
-    from robolearn.evaluate.mirror import MirrorConfig, mirror_samples, samples_from_store, samples_from_topic
+    from robolearn.evaluate.mirror import mirror_samples, samples_from_store, samples_from_topic
     from robolearn.sim import Twin
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     cell = load_cell(args.cell, args.overrides)
-    config = load_config(MirrorConfig, args.config) if args.config else MirrorConfig()
-    twin = Twin(cell)
+    samples = None
+    default = "fixed"
     if args.store:
         try:
             samples = list(samples_from_store(args.store, args.episode))
         except (ValueError, IndexError, FileNotFoundError) as err:
             raise ConfigError("--store", args.store, str(err)) from err
         default = "replayed" if samples and samples[0].object_state is not None else "fixed"
-    else:
-        from robolearn.ros.node import Node
-        from robolearn.ros.zenoh_backend import ZenohSettings
-
-        with Node("robolearn_mirror", settings=ZenohSettings.from_cell(cell, router_endpoint=args.router)) as node:
-            samples = samples_from_topic(node, args.duration)
-        default = "fixed"
-    if args.objects or not args.config:
-        config.objects = from_dict(MirrorConfig, {"objects": {"type": args.objects or default}}).objects
-    objects = config.objects.type
+    config = mirror_config(args.config, args.objects, default)
+    twin = Twin(cell)
     cameras = None
-    if objects == "fiducial":
+    if config.objects.type == "fiducial":
         cameras = {c.name: c.create(cell, twin) for c in cell.cameras}
         for camera in cameras.values():
             camera.connect()
-    report = mirror_samples(twin, samples, config, cameras)
-    emit({"cell": cell.name, "source": args.store or "live", "objects": objects, **report}, args.json)
+    try:
+        if samples is not None:
+            report = mirror_samples(twin, samples, config, cameras)
+        else:
+            from robolearn.ros.node import Node
+            from robolearn.ros.nodes.arm import default_joint_names
+            from robolearn.ros.zenoh_backend import ZenohSettings
+
+            joint_names = default_joint_names(cell, len(twin.arm.qpos_ids))
+            settings = ZenohSettings.from_cell(cell, router_endpoint=args.router)
+            with Node("robolearn_mirror", settings=settings) as node:
+                try:
+                    report = mirror_samples(twin, samples_from_topic(node, args.duration, joint_names), config, cameras)
+                except ValueError as err:
+                    raise ConfigError("--live", "joint_states", str(err)) from err
+    finally:
+        for camera in (cameras or {}).values():
+            camera.disconnect()
+    emit({"cell": cell.name, "source": args.store or "live", "objects": config.objects.type, **report}, args.json)
     return 0

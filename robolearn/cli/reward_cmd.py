@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_json_flag(evaluate)
     evaluate.set_defaults(func=run_eval)
 
+    calibrate = sub.add_parser(
+        "calibrate", help="measure a reward model's success threshold on a store's success-labeled frames",
+        description="Score every frame of a store with success labels (twin ground truth or operator marks) and "
+        "report the lowest success setting whose false-positive rate on them is at most --target-fpr, with the "
+        "metrics there: `threshold` on success_prob (not below 0.5) for the classifier, preference and VLM models, "
+        "`success_reward` on the reward R for the CLIP reward (which needs it; leave it unset in the YAML to "
+        "measure it). Put the value in the reward YAML; then evaluate on other episodes with `reward eval`.",
+    )
+    calibrate.add_argument("--reward", required=True, help=f"reward model: {SPEC_EXAMPLES}")
+    calibrate.add_argument("--store", required=True, help="store with success and non-success frames")
+    calibrate.add_argument("--episodes", default="", help="episode range START:STOP (default: all)")
+    calibrate.add_argument("--target-fpr", type=float, default=0.02, help="highest false-positive rate allowed (default 0.02)")
+    add_json_flag(calibrate)
+    calibrate.set_defaults(func=run_calibrate)
+
     relabel = sub.add_parser(
         "relabel", help="copy a store with its rewards replaced by a reward model's (for offline RL)",
         description="Write a new store whose `reward` comes from the reward model (reward[t] scores the "
-        "observation after action t); the original reward is kept as `reward_env`. The source is not modified.",
+        "observation after action t); the original reward is kept as `reward_env`. The last step's next observation "
+        "is not stored: success-call models (classifier, vlm) take the store's success mark for it, graded models "
+        "(clip, preference) score the last stored observation, with a warning. The source is not modified.",
     )
     relabel.add_argument("--reward", required=True, help=f"reward model: {SPEC_EXAMPLES}")
     relabel.add_argument("--store", required=True, help="source store")
@@ -91,6 +109,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prefs.add_argument("--camera", default="", help="camera to judge (default: the first in the store)")
     prefs.add_argument("--pairs", type=int, default=500, help="pairs to ask about (default 500)")
     prefs.add_argument("--steps", type=int, default=1000, help="Bradley-Terry updates (default 1000)")
+    prefs.add_argument("--target-fpr", type=float, default=0.02,
+                       help="calibrate the success threshold on the store's success-labeled frames for this "
+                       "false-positive rate (when the store has both classes)")
     prefs.add_argument("--out", required=True, help="checkpoint directory to write")
     prefs.add_argument("--seed", type=int, default=0)
     add_json_flag(prefs)
@@ -154,7 +175,32 @@ def run_relabel(args: argparse.Namespace) -> int:
         raise ConfigError("--out", args.out, "already exists; relabeling never overwrites a store, pick a new path")
     store = _open_store(args.store)
     result = relabel_store(load_reward_model(args.reward), store, args.out, spec=args.reward, progress=True)
+    for warning in result["warnings"]:
+        print(f"robolearn: warning: {warning}", file=sys.stderr)
     emit({"reward": args.reward, **result}, args.json)
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from robolearn.reward import parse_reward_spec
+    from robolearn.reward.evaluate import calibrate_on_store
+
+    config = parse_reward_spec(args.reward)
+    if config.type == "oracle":
+        raise ConfigError("--reward", "oracle", "the oracle is the ground truth itself; calibrate a learned reward model")
+    if config.type == "clip" and config.success_reward is None:
+        config = dataclasses.replace(config, success_reward=0.0)  # R does not depend on it; it is what we measure
+    store = _open_store(args.store)
+    model, episodes = config.create(), _episode_range(args.episodes, store.n_episodes)
+    try:
+        result = calibrate_on_store(model, store, args.target_fpr, episodes, progress=True)
+    except ValueError as err:
+        raise ConfigError("--store", args.store, str(err)) from err
+    where = "the reward YAML" if config.type in ("clip", "vlm") else f"a reward YAML (type: {config.type}, checkpoint: ...)"
+    emit({"reward": args.reward, "store": args.store, **result,
+          "hint": f"set `{result['setting']}: {result['value']:.9g}` in {where}"}, args.json)
     return 0
 
 
@@ -163,6 +209,7 @@ def run_train_preference(args: argparse.Namespace) -> int:
     from robolearn.reward.data import labeled_frames, store_cameras
     from robolearn.reward.preference import (
         PreferenceTrainConfig,
+        calibrate_preference_threshold,
         collect_preferences,
         save_preference_reward,
         train_preference_reward,
@@ -179,9 +226,10 @@ def run_train_preference(args: argparse.Namespace) -> int:
         raise ConfigError("--judge", args.judge, f"the judge could not tell any of {args.pairs} pairs apart")
     config = PreferenceTrainConfig(backbone=args.backbone, cameras=[camera], steps=args.steps, seed=args.seed)
     model = train_preference_reward(frames.images, pairs, labels, config, progress=True)
+    calibration = calibrate_preference_threshold(model, frames, args.target_fpr)
     save_preference_reward(model, args.out)
     emit({"checkpoint": str(args.out), "n_pairs": len(pairs), "n_unsure": unsure,
-          "judge_requests": judge.n_requests, "judge_cache_hits": judge.n_cache_hits}, args.json)
+          "judge_requests": judge.n_requests, "judge_cache_hits": judge.n_cache_hits, **calibration}, args.json)
     return 0
 
 

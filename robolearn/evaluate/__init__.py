@@ -3,10 +3,16 @@ and real trials, SIMPLER's sim-vs-real metrics, HTML reports, Real-is-Sim mirror
 gate."""
 
 from robolearn.evaluate.evaluate import EvalSettings, ExpertPolicy, evaluate_policy, save_beside_checkpoint
-from robolearn.evaluate.results import EpisodeRecord, EvalRecord, evaluation_path, load_records
+from robolearn.evaluate.results import (
+    EpisodeRecord,
+    EvalRecord,
+    evaluation_path,
+    load_records,
+    real_evaluation_path,
+)
 from robolearn.evaluate.stats import mmrv, pearson_r, wilson_interval
 
 __all__ = [
     "EpisodeRecord", "EvalRecord", "EvalSettings", "ExpertPolicy", "evaluate_policy", "evaluation_path",
-    "load_records", "mmrv", "pearson_r", "save_beside_checkpoint", "wilson_interval",
+    "load_records", "mmrv", "pearson_r", "real_evaluation_path", "save_beside_checkpoint", "wilson_interval",
 ]

@@ -13,14 +13,19 @@ from robolearn.evaluate.stats import mmrv, pearson_r
 
 
 def pair_records(sim: Sequence[EvalRecord], real: Sequence[EvalRecord]) -> list[tuple[EvalRecord, EvalRecord]]:
-    """Match records by ``(policy_id, task)``; a key evaluated twice on one side is an error (which one
-    counts would be a guess)."""
+    """Match records by ``(policy_id, task)``; a key evaluated twice on one side (e.g. one checkpoint
+    evaluated in the twins of two cells) is an error naming the cells (which one counts would be a
+    guess; ``filter_cell`` picks one)."""
     def index(records: Sequence[EvalRecord], side: str) -> dict[tuple[str, str], EvalRecord]:
         out: dict[tuple[str, str], EvalRecord] = {}
         for record in records:
             key = (record.policy_id, record.task)
             if key in out:
-                raise ValueError(f"two {side} records for policy {key[0]!r} on task {key[1]!r}; keep one")
+                cells = sorted({out[key].cell, record.cell})
+                flag = "--cell" if side == "sim" else "--real-cell"
+                fix = (f"pick one cell with {flag} (e.g. {flag} {cells[0]})" if len(cells) > 1 else
+                       f"both on cell {cells[0]}: keep one (move the other out of the {side} RESULTS)")
+                raise ValueError(f"two {side} records for policy {key[0]!r} on task {key[1]!r} (cells {cells}); {fix}")
             out[key] = record
         return out
 
@@ -29,6 +34,16 @@ def pair_records(sim: Sequence[EvalRecord], real: Sequence[EvalRecord]) -> list[
     if not keys:
         raise ValueError(f"no policy/task is in both: sim has {sorted(sim_index)}, real has {sorted(real_index)}")
     return [(sim_index[k], real_index[k]) for k in keys]
+
+
+def filter_cell(records: Sequence[EvalRecord], cell: str | None, side: str) -> list[EvalRecord]:
+    """The records of cell ``cell`` (its name; None: all); none left is an error listing the cells."""
+    if cell is None:
+        return list(records)
+    kept = [r for r in records if r.cell == cell]
+    if not kept:
+        raise ValueError(f"no {side} record on cell {cell!r}; the {side} records are on {sorted({r.cell for r in records})}")
+    return kept
 
 
 def _metrics(pairs: Sequence[tuple[EvalRecord, EvalRecord]]) -> dict[str, Any]:

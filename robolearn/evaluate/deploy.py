@@ -7,7 +7,12 @@
   arm is held through ``ReadOnlyArm``: no code path can command it.
 * ``live`` drives the arm through its SafetyFilter (``Arm.command``) with a watchdog on camera frames
   and policy latency; the teleop's ``failure`` button stops (hold), holding ``intervene`` takes over,
-  ``success`` marks the trial, ``quit`` ends the session. Trials are recorded as a ``kind: real`` record.
+  ``success`` marks the trial, ``quit`` ends the session (the trial it interrupts is recorded as
+  aborted, in no rate). Trials are recorded as a ``kind: real`` record.
+
+A policy that observes privileged ``object_state`` runs in either mode only where the devices are
+simulated (a rehearsal: the stand-in cell's twin has the ground truth); on a real cell nothing
+measures it, so both refuse such a policy before the first step.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 
 from robolearn.config import ConfigError
 from robolearn.env import action_to_command
+from robolearn.errors import RobolearnError
 from robolearn.evaluate.devices import CellDevices, ReadOnlyArm
 from robolearn.evaluate.results import EpisodeRecord, EvalRecord, evaluation_path, model_digest, policy_id_of
 from robolearn.interfaces import Observation, Policy, TeleopCommand, Violation
@@ -36,8 +42,9 @@ class DeployConfig:
     min_success_rate: the twin success rate a checkpoint needs; gate_on_ci_lower: compare the Wilson
     95% lower bound instead of the point estimate; min_episodes: the fewest twin episodes that count.
     shadow_steps: control steps of a shadow run. max_episode_steps: live trial length (0: the task's).
-    success_threshold: reward-model success probability that ends a live trial as a success.
-    wait_for_reset: on hardware, wait for the teleop ``reset`` button before each trial.
+    success_threshold: reward-model success probability that ends a live trial as a success (None:
+    the reward model's own, calibrated ``threshold``). wait_for_reset: on hardware, wait for the
+    teleop ``reset`` button before each trial.
     """
 
     min_success_rate: float = 0.8
@@ -45,7 +52,7 @@ class DeployConfig:
     min_episodes: int = 20
     shadow_steps: int = 200
     max_episode_steps: int = 0
-    success_threshold: float = 0.5
+    success_threshold: float | None = None
     wait_for_reset: bool = True
 
     def __post_init__(self) -> None:
@@ -125,10 +132,27 @@ def _policy_keys(policy: Policy) -> list[str]:
     return list(getattr(policy, "observation_keys", ["state"]))
 
 
+def check_observable(policy: Policy, devices: CellDevices) -> None:
+    """Refuse, before any step, a policy that observes privileged ``object_state`` on a cell whose
+    devices are not simulated (nothing on a real cell measures it)."""
+    if "object_state" in _policy_keys(policy) and getattr(devices.twin, "task", None) is None:
+        raise ConfigError("--policy", "object_state", f"the policy observes privileged object state, which only the "
+                          f"twin has; cell {devices.cell.name} is real, so nothing measures it. Deploy a policy "
+                          "trained on state and cameras (robolearn train --obs state,rgb_<camera>)")
+
+
+def _object_state(devices: CellDevices) -> np.ndarray | None:
+    """The stand-in twin's ground-truth object state on a simulated cell; None on a real cell."""
+    task = getattr(devices.twin, "task", None)
+    return task.object_state() if task is not None else None
+
+
 def run_shadow(policy: Policy, devices: CellDevices, twin: Any, steps: int) -> dict[str, Any]:
     """Run ``policy`` on the real cell's observations for ``steps`` control steps; its actions go
     only to ``twin`` (a ``Twin`` of the cell, re-synced to the real joints every step). Returns counts
-    of what the SafetyFilter clipped, by kind."""
+    of what the SafetyFilter clipped, by kind. Observations come from the cell's devices only (with
+    ``object_state`` from the stand-in twin on a simulated cell; ``check_observable``)."""
+    check_observable(policy, devices)
     real_arm = ReadOnlyArm(devices.arm)
     devices = CellDevices(devices.cell, real_arm, devices.cameras, None, devices.twin, devices.tick)
     keys = _policy_keys(policy)
@@ -142,8 +166,7 @@ def run_shadow(policy: Policy, devices: CellDevices, twin: Any, steps: int) -> d
         twin.arm.set_joint_positions(q_rad)
         twin.forward()
         twin.arm.reset_target()
-        task = getattr(twin, "task", None)
-        obs, _ = observe(devices, keys, task.object_state() if task is not None else None)
+        obs, _ = observe(devices, keys, _object_state(devices))
         action = policy.act(obs)
         applied = twin.arm.command(action_to_command(action, safety.max_step_m, safety.max_rot_step_rad))
         translation_m.append(float(np.linalg.norm(applied.command.translation_m)))
@@ -160,42 +183,51 @@ def run_shadow(policy: Policy, devices: CellDevices, twin: Any, steps: int) -> d
 
 
 class LiveTrial:
-    """One live trial loop over ``devices`` (see the module docstring for the buttons)."""
+    """One live trial loop over ``devices`` (see the module docstring for the buttons). With a reward
+    model, a trial ends as a success when ``success_prob`` reaches ``success_threshold`` (None: the
+    model's own ``threshold``)."""
 
     def __init__(self, policy: Policy, devices: CellDevices, max_steps: int, reward_model: Any = None,
-                 success_threshold: float = 0.5):
+                 success_threshold: float | None = None):
+        from robolearn.reward.base import success_threshold as model_threshold
+
         if devices.teleop is None:
             raise ValueError("live mode needs a teleop device as the stop and takeover button")
+        check_observable(policy, devices)
         self.policy, self.devices, self.max_steps = policy, devices, max_steps
-        self.reward_model, self.success_threshold = reward_model, success_threshold
+        self.reward_model = reward_model
+        self.success_threshold = success_threshold if success_threshold is not None or reward_model is None \
+            else model_threshold(reward_model)
         safety = devices.cell.safety
         self.frame_watchdog = Watchdog(safety.frame_timeout_s, kind="stale_frame")
         self.command_timeout_ns = int(safety.command_timeout_s * 1e9)
-        self.keys = _policy_keys(policy)
+        reward_keys = [f"rgb_{camera}" for camera in getattr(reward_model, "cameras", [])]
+        self.keys = list(dict.fromkeys([*_policy_keys(policy), *reward_keys]))
         self.interventions = 0
         self.violations: Counter[str] = Counter()
-
-    def _object_state(self) -> np.ndarray | None:
-        task = getattr(self.devices.twin, "task", None)
-        return task.object_state() if task is not None else None
 
     def _hold(self, violation: Violation) -> None:
         self.devices.arm.stop()
         self.violations[violation.kind] += 1
 
     def run(self, index: int) -> tuple[EpisodeRecord, bool]:
-        """Run one trial; returns its record and whether the operator quit."""
+        """Run one trial; returns its record and whether the operator quit (the trial is then
+        ``aborted``). The cameras (those the policy and the reward model read) are read once per
+        step: that observation feeds the reward model after the step and the policy at the next one."""
         devices, safety = self.devices, self.devices.cell.safety
         self.policy.reset()
         episode = EpisodeRecord(index=index, seed=None, success=False, episode_return=0.0, steps=0)
+        observed: tuple[Observation, list[int]] | None = None
         for _ in range(self.max_steps):
             command: TeleopCommand = devices.teleop.read()
             if command.quit or command.failure or command.success:
                 devices.arm.stop()
-                episode.success = command.success
+                episode.success = command.success and not command.quit
+                episode.aborted = command.quit
                 episode.ended_by = "quit" if command.quit else ("success" if command.success else "stop")
                 return episode, command.quit
-            obs, stamps = observe(devices, self.keys, self._object_state())
+            obs, stamps = observed or observe(devices, self.keys, _object_state(devices))
+            observed = None
             for stamp in stamps:
                 self.frame_watchdog.feed(stamp)
             stale = self.frame_watchdog.check(devices.clock_ns()) if stamps else None
@@ -216,7 +248,8 @@ class LiveTrial:
             devices.tick(devices.cell.control_dt_s)
             episode.steps += 1
             if self.reward_model is not None:
-                reward, prob = self.reward_model(observe(devices, self.keys, self._object_state())[0])
+                observed = observe(devices, self.keys, _object_state(devices))
+                reward, prob = self.reward_model(observed[0])
                 episode.episode_return += float(reward)
                 if prob >= self.success_threshold:
                     devices.arm.stop()
@@ -248,8 +281,9 @@ def run_live(policy: Policy, devices: CellDevices, policy_name: str, task: str, 
         results.append(episode)
         if quit_:
             break
-    if not results:
-        raise SystemExit("robolearn: no trial was run (quit before the first reset)")
+    if not any(not e.aborted for e in results):
+        raise RobolearnError("no trial was completed (quit before the first reset, or during the first trial), so "
+                             "there is nothing to record; run again and end trials with the success or failure button")
     is_ckpt = (Path(policy_name) / "model.safetensors").is_file()
     return EvalRecord(kind="real", policy=policy_name, policy_id=policy_id_of(policy_name), cell=devices.cell.name,
                       task=Path(task).stem, episode_results=results,

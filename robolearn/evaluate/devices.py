@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from robolearn.cell import CellConfig
+from robolearn.config import ConfigError
 from robolearn.interfaces import (
     AppliedCommand,
     Arm,
@@ -50,6 +51,9 @@ def open_cell(cell: CellConfig, task: str | None = None, teleop: bool = True) ->
     scripted-expert teleop and scene resets need it)."""
     from robolearn.env import RealTimeTick
 
+    if teleop and cell.teleop is None:
+        raise ConfigError(cell.name, "teleop", "the cell has no teleop device; live mode needs one as the stop and "
+                          "takeover button (add `teleop: {type: spacemouse}` or another type to the cell)")
     simulated = cell.arm is not None and cell.arm.type == "sim"
     twin = None
     if simulated:
@@ -67,9 +71,6 @@ def open_cell(cell: CellConfig, task: str | None = None, teleop: bool = True) ->
         camera.connect()
     device = None
     if teleop:
-        if cell.teleop is None:
-            raise SystemExit(f"robolearn: cell {cell.name} has no teleop device; live mode needs one as the stop "
-                             "and takeover button (add `teleop: {type: spacemouse}` or another type to the cell)")
         device = cell.teleop.create(cell, twin)
         device.connect()
     tick = twin.advance if twin is not None else RealTimeTick(cell.control_hz)

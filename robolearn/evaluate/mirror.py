@@ -9,14 +9,15 @@ per joint we report its RMS and 99th percentile, the lag (the time shift that be
 trajectory with the real one) and divergence events: a joint off by more than
 ``divergence_threshold_rad`` for at least ``divergence_min_ms`` (the twin cannot follow: a collision
 that does not exist on the real cell, a model error, a jump in the stream). After an event the twin
-is re-synced to the real joints. Object poses come from a configured source: ``fixed`` (the cell's
+is re-synced to the real joints. A sample whose stamp does not move forward (a duplicate, or one
+delivered out of order) is skipped and counted (``skipped_samples``). Object poses come from a configured source: ``fixed`` (the cell's
 poses, or given ones), ``replayed`` (recorded ``object_state``) or ``fiducial`` (ArUco markers seen
 by one of the cell's cameras).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,7 +125,11 @@ class FiducialObjects(ObjectSource):
             raise ImportError("fiducial object poses need OpenCV: pip install robolearn[opencv]") from err
         self.cv2, self.config, self.camera = cv2, config, camera
         dictionary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, config.dictionary))
-        self.detector = cv2.aruco.ArucoDetector(dictionary, cv2.aruco.DetectorParameters())
+        parameters = cv2.aruco.DetectorParameters()
+        # Sub-pixel corners: a 3 cm marker spans a few dozen pixels, where whole-pixel corners put the
+        # marker ~1 % too far away (several millimetres at a metre).
+        parameters.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
+        self.detector = cv2.aruco.ArucoDetector(dictionary, parameters)
 
     def detect(self, color: np.ndarray, cam_pos_m: np.ndarray, cam_rot: np.ndarray) -> dict[str, np.ndarray]:
         """Marker centres in the cell frame, name → ``(3,)``, from one ``(H, W, 3)`` RGB image taken by a
@@ -206,6 +211,7 @@ class Mirror:
         self.twin_log_t: list[float] = []
         self.twin_log_q: list[np.ndarray] = []
         self.events: list[DivergenceEvent] = []
+        self.skipped_samples = 0
         self._open: DivergenceEvent | None = None
         self._above_since_s: float | None = None
 
@@ -250,7 +256,8 @@ class Mirror:
 
     def update(self, sample: JointSample) -> list[DivergenceEvent]:
         """Advance the twin to this sample's time, measure the error, update objects; returns the
-        divergence events that started at this sample."""
+        divergence events that started at this sample. A sample not newer than the last one is
+        skipped (counted in ``skipped_samples``)."""
         sample = JointSample(int(sample.stamp_ns), np.asarray(sample.q_rad, np.float64), float(sample.gripper_width_m),
                              None if sample.object_state is None else np.asarray(sample.object_state, np.float64))
         if self.last is None:
@@ -260,7 +267,8 @@ class Mirror:
             self.objects.start(self.twin)
         else:
             if sample.stamp_ns <= self.last.stamp_ns:
-                raise ValueError(f"joint samples must have increasing stamps ({sample.stamp_ns} after {self.last.stamp_ns})")
+                self.skipped_samples += 1
+                return []
             self._follow(sample)
         self.objects.update(self.twin, sample)
         self.twin.forward()
@@ -314,9 +322,10 @@ class Mirror:
         return float(shifts_ms[int(np.argmin(costs))])
 
     def report(self) -> dict[str, Any]:
-        """Per-joint RMS and p99 tracking error (rad), lag (ms), divergence events."""
+        """Per-joint RMS and p99 tracking error (rad), lag (ms), divergence events, skipped samples."""
         if not self.errors:
-            raise ValueError("no joint samples were mirrored")
+            raise ValueError("no joint samples were mirrored: the replay is empty, or no joint_states message arrived "
+                             "(is the arm node running, connected to the same zenoh router?)")
         errors = np.abs(np.array(self.errors))
         return {
             "samples": len(self.errors), "duration_s": self.sample_times_s[-1],
@@ -324,6 +333,7 @@ class Mirror:
             "joint_p99_rad": np.percentile(errors, 99, axis=0).tolist(),
             "max_error_rad": float(errors.max()), "lag_ms": self.lag_ms(),
             "divergence_events": [vars(e) for e in self.events], "n_divergence_events": len(self.events),
+            "skipped_samples": self.skipped_samples,
         }
 
 
@@ -356,8 +366,41 @@ def samples_from_store(store_path: str, episode: int) -> Iterator[JointSample]:
     return samples_from_arrays(data["stamp_ns"], data["state"], data.get("object_state"))
 
 
-def samples_from_topic(node: Any, duration_s: float) -> Iterator[JointSample]:
-    """Live joint states from the arm node's topic (``robolearn.ros``) for ``duration_s`` seconds."""
+GRIPPER_JOINT = "gripper"
+
+
+def joint_sample(msg: Any, joint_names: Sequence[str]) -> JointSample:
+    """A ``sensor_msgs/JointState`` as a sample of the arm joints ``joint_names`` (the cell's robot
+    model's, in its order). A message with names is read by name, in any order, extra joints
+    ignored, the gripper opening (m) from its ``gripper`` entry (robolearn's arm node) when there is
+    one; a message without names must list the arm joints in order, optionally then the gripper."""
+    from robolearn.ros import messages
+
+    position = np.asarray(msg.position, np.float64)
+    names = list(msg.name)
+    if names:
+        if len(names) != len(position):
+            raise ValueError(f"a joint_states message has {len(names)} names but {len(position)} positions")
+        index = {name: i for i, name in enumerate(names)}
+        missing = [name for name in joint_names if name not in index]
+        if missing:
+            raise ValueError(f"the joint_states message lacks the cell's joints {missing} (it names {names}); set "
+                             "robot.joint_names in the cell to the names the arm driver publishes")
+        q_rad = position[[index[name] for name in joint_names]]
+        gripper_m = float(position[index[GRIPPER_JOINT]]) if GRIPPER_JOINT in index else float("nan")
+    else:
+        n = len(joint_names)
+        if len(position) not in (n, n + 1):
+            raise ValueError(f"a joint_states message without names needs the {n} arm joints in order (and "
+                             f"optionally the gripper); it has {len(position)} positions")
+        q_rad = position[:n]
+        gripper_m = float(position[n]) if len(position) > n else float("nan")
+    return JointSample(messages.stamp_ns(msg), q_rad, gripper_m)
+
+
+def samples_from_topic(node: Any, duration_s: float, joint_names: Sequence[str]) -> Iterator[JointSample]:
+    """Live joint states from the arm node's topic (``robolearn.ros``) for ``duration_s`` seconds,
+    mapped onto ``joint_names`` (``joint_sample``). The node must stay open while this is iterated."""
     import queue
     import time
 
@@ -370,6 +413,4 @@ def samples_from_topic(node: Any, duration_s: float) -> Iterator[JointSample]:
     while time.monotonic() < end:
         node.spin_once(timeout_s=0.05)
         while not received.empty():
-            msg = received.get()
-            position = np.asarray(msg.position, np.float64)
-            yield JointSample(messages.stamp_ns(msg), position[:-1], float(position[-1]))
+            yield joint_sample(received.get(), joint_names)

@@ -63,13 +63,13 @@ def success_plot(records: Sequence[EvalRecord]) -> str:
 
 
 def return_histogram(record: EvalRecord) -> str:
-    """Histogram of per-episode returns, successes and failures stacked."""
+    """Histogram of the completed episodes' returns, successes and failures stacked."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 3.2))
     axes = figure.subplots()
     returns = np.array(record.returns)
-    success = np.array([e.success for e in record.episode_results])
+    success = np.array([e.success for e in record.completed], dtype=bool)
     bins = np.histogram_bin_edges(returns, bins=min(20, max(5, len(returns) // 2)))
     axes.hist([returns[success], returns[~success]], bins=bins, stacked=True, label=["success", "failure"],
               color=["tab:green", "tab:red"])
@@ -136,7 +136,8 @@ def render_report(records: Sequence[EvalRecord], title: str = "robolearn evaluat
             for r in records]
     parts.append("<h2>Evaluations</h2>" + _table(rows))
     episodes = [{"episode": e.index, "seed": e.seed, "success": e.success, "return": e.episode_return,
-                 "steps": e.steps, "violations": e.violations, "ended_by": e.ended_by} for e in main.episode_results]
+                 "steps": e.steps, "violations": e.violations, "ended_by": "aborted (quit)" if e.aborted else e.ended_by}
+                for e in main.episode_results]
     parts.append(f"<h2>Episodes of {html.escape(main.policy_id)}</h2>" + _table(episodes))
     parts.append("</body></html>")
     return "\n".join(parts)

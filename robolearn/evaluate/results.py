@@ -4,7 +4,10 @@ One ``EvalRecord`` is one policy evaluated on one cell and task, in the twin (``
 the real cell (``kind: real``): per-episode outcomes plus the success rate and its Wilson 95%
 interval. It is a JSON file; ``robolearn compare`` pairs sim and real records by ``policy_id`` and
 ``task``. The twin evaluation of a checkpoint is also stored beside it, at
-``<ckpt>/evaluations/<cell>__<task>.json``, where ``robolearn deploy`` looks for it.
+``<ckpt>/evaluations/<cell>__<task>.json``, where ``robolearn deploy`` looks for it; its real trials
+at ``<ckpt>/evaluations/real/<cell>__<task>.json``. A trial the operator aborted (quit) stays in
+the record but counts in no rate: ``n_episodes``, ``successes`` and ``success_rate`` are over the
+completed episodes.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ KINDS = ("sim", "real")
 class EpisodeRecord:
     """One episode: ``seed`` it was reset with (None on the real cell), ground-truth or marked
     ``success``, undiscounted ``episode_return``, ``steps``, safety ``violations`` count, what ended it
-    (``success``, ``time_limit``, ``failure``, ``reset``, ``quit``), and its video file if written."""
+    (``success``, ``time_limit``, ``failure``, ``stop``, ``reset``, ``quit``), its video file if
+    written, and whether it was ``aborted`` (the operator quit mid-trial: no outcome, in no rate)."""
 
     index: int
     seed: int | None
@@ -41,6 +45,7 @@ class EpisodeRecord:
     violations: int = 0
     ended_by: str = "time_limit"
     video: str | None = None
+    aborted: bool = False
 
 
 @dataclass
@@ -66,16 +71,25 @@ class EvalRecord:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if not self.episode_results:
-            raise ValueError("an evaluation record needs at least one episode")
+        if not self.completed:
+            raise ValueError("an evaluation record needs at least one completed (not aborted) episode")
+
+    @property
+    def completed(self) -> list[EpisodeRecord]:
+        """The episodes with an outcome (not aborted): the ones every rate counts."""
+        return [e for e in self.episode_results if not e.aborted]
+
+    @property
+    def n_aborted(self) -> int:
+        return len(self.episode_results) - len(self.completed)
 
     @property
     def n_episodes(self) -> int:
-        return len(self.episode_results)
+        return len(self.completed)
 
     @property
     def successes(self) -> int:
-        return sum(e.success for e in self.episode_results)
+        return sum(e.success for e in self.completed)
 
     @property
     def success_rate(self) -> float:
@@ -87,14 +101,15 @@ class EvalRecord:
 
     @property
     def returns(self) -> list[float]:
-        return [e.episode_return for e in self.episode_results]
+        return [e.episode_return for e in self.completed]
 
     def summary(self) -> dict[str, Any]:
-        """The headline numbers (what ``robolearn eval --json`` prints first)."""
+        """The headline numbers (what ``robolearn eval --json`` prints first); ``episodes`` counts the
+        completed ones, ``aborted`` the trials the operator quit."""
         return {
             "kind": self.kind, "policy": self.policy, "policy_id": self.policy_id, "cell": self.cell,
             "task": self.task, "success_rate": self.success_rate, "ci95": list(self.ci95),
-            "episodes": self.n_episodes, "successes": self.successes,
+            "episodes": self.n_episodes, "successes": self.successes, "aborted": self.n_aborted,
             "mean_return": float(np.mean(self.returns)), "returns": self.returns, "seed": self.seed,
         }
 
@@ -120,7 +135,16 @@ class EvalRecord:
 
     @classmethod
     def load(cls, path: str | Path) -> EvalRecord:
-        return cls.from_dict(json.loads(Path(path).read_text()), source=str(path))
+        return cls.from_dict(_read_json(path), source=str(path))
+
+
+def _read_json(path: str | Path) -> Any:
+    """The JSON in ``path``; a file that is not JSON raises ValueError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); an evaluation record is written by `robolearn eval`; "
+                         "fix or remove this file") from err
 
 
 def policy_id_of(policy: str | Path) -> str:
@@ -143,19 +167,39 @@ def evaluation_path(ckpt_dir: str | Path, cell: str, task: str) -> Path:
     return Path(ckpt_dir) / "evaluations" / f"{cell}__{Path(task).stem}.json"
 
 
-def load_records(paths: Iterable[str | Path]) -> list[EvalRecord]:
+def real_evaluation_path(ckpt_dir: str | Path, cell: str, task: str) -> Path:
+    """Where real trials of ``ckpt_dir`` on ``cell`` and ``task`` are stored by default
+    (``<ckpt>/evaluations/real/<cell>__<task>.json``); a path already taken gets the next free
+    ``<cell>__<task>.<n>.json``, so a record of real trials is never overwritten."""
+    path = Path(ckpt_dir) / "evaluations" / "real" / f"{cell}__{Path(task).stem}.json"
+    n = 2
+    while path.exists():
+        path = path.with_name(f"{cell}__{Path(task).stem}.{n}.json")
+        n += 1
+    return path
+
+
+def load_records(paths: Iterable[str | Path], kind: str | None = None) -> list[EvalRecord]:
     """Records from files (one record, or a JSON list of records) and directories (every
-    ``*.json`` record below them, recursively; other JSON files are skipped)."""
+    ``*.json`` record below them, recursively; other JSON files are skipped). With ``kind``, records
+    of the other kind found in directories are skipped (a checkpoint's ``evaluations/`` holds both),
+    and one in a file named explicitly is an error."""
     records: list[EvalRecord] = []
     for path in map(Path, paths):
         if path.is_dir():
             for file in sorted(path.rglob("*.json")):
-                data = json.loads(file.read_text())
+                data = _read_json(file)
                 items = data if isinstance(data, list) else [data]
-                records += [EvalRecord.from_dict(d, str(file)) for d in items if isinstance(d, dict) and d.get("format") == FORMAT]
+                records += [EvalRecord.from_dict(d, str(file)) for d in items if isinstance(d, dict)
+                            and d.get("format") == FORMAT and (kind is None or d.get("kind") == kind)]
         elif path.is_file():
-            data = json.loads(path.read_text())
-            records += [EvalRecord.from_dict(d, str(path)) for d in (data if isinstance(data, list) else [data])]
+            data = _read_json(path)
+            found = [EvalRecord.from_dict(d, str(path)) for d in (data if isinstance(data, list) else [data])]
+            wrong = [r.policy_id for r in found if kind is not None and r.kind != kind]
+            if wrong:
+                raise ValueError(f"{path}: records on the wrong side ({wrong} are not {kind} records); --sim takes "
+                                 "twin records, --real real trials")
+            records += found
         else:
             raise FileNotFoundError(f"{path}: no such results file or directory")
     return records

@@ -6,6 +6,11 @@ truth), ``classifier`` (success classifier on a frozen CLIP/SigLIP encoder), ``c
 goal–baseline similarity), ``vlm`` (a VLM judge over an OpenAI-compatible endpoint) and
 ``preference`` (RL-VLM-F Bradley–Terry reward model).
 
+One rule decides success everywhere (evaluation, relabeling, the reward node, fine-tuning, live
+trials): ``success_prob >= threshold``, with the model's ``threshold`` (``success_threshold``):
+calibrated at training for the classifier and the preference model, configurable for every
+backend, 0.5 for a model without one.
+
 Learned reward checkpoints are directories holding ``model.safetensors`` and ``config.json``; the
 JSON's ``type`` names the backend, so a bare checkpoint directory is a valid spec.
 """
@@ -69,6 +74,11 @@ class OracleRewardConfig(RewardConfig):
         if env is None:
             raise ConfigError("reward", "oracle", "the oracle reward needs env=make_env(...)")
         return OracleReward(env)
+
+
+def success_threshold(model: Any) -> float:
+    """The ``success_prob`` from which ``model`` calls success (``success_prob >= threshold``)."""
+    return float(getattr(model, "threshold", 0.5))
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:

@@ -26,7 +26,14 @@ from tqdm import tqdm
 from robolearn.config import ConfigError
 from robolearn.interfaces import Observation
 from robolearn.reward.base import RewardConfig, load_checkpoint, save_checkpoint
-from robolearn.reward.data import LabeledFrames, binary_metrics, labeled_frames, split_episodes
+from robolearn.reward.data import (
+    NO_SUCCESS_FRAMES,
+    LabeledFrames,
+    binary_metrics,
+    labeled_frames,
+    no_success_frames_reason,
+    split_episodes,
+)
 from robolearn.reward.encoders import FrozenImageEncoder, load_encoder
 
 
@@ -122,18 +129,26 @@ def _encode_in_batches(encoder: FrozenImageEncoder, frames: np.ndarray, spatial_
     return torch.cat(chunks) if chunks else torch.zeros(0, encoder.spatial_dim(spatial_grid))
 
 
-def calibrate_threshold(probs: np.ndarray, labels: np.ndarray, target_fpr: float) -> float:
-    """Lowest threshold ≥ 0.5 with false-positive rate ≤ target_fpr (success means prob ≥ threshold)."""
-    negatives = np.sort(np.asarray(probs)[~np.asarray(labels, dtype=bool)])[::-1]
+def calibrate_threshold(scores: np.ndarray, labels: np.ndarray, target_fpr: float,
+                        floor: float | None = 0.5) -> float:
+    """Lowest threshold (not below ``floor``) whose false-positive rate on these labeled scores is at
+    most ``target_fpr``; success means score ≥ threshold. ``floor`` None: no lower bound (for
+    scores that are not probabilities, e.g. the CLIP reward)."""
+    negatives = np.sort(np.asarray(scores)[~np.asarray(labels, dtype=bool)])[::-1]
     allowed = int(math.floor(target_fpr * len(negatives) + 1e-9))
     if len(negatives) <= allowed:
-        return 0.5
-    return float(max(0.5, np.nextafter(np.float32(negatives[allowed]), np.float32(np.inf))))
+        if floor is None:
+            raise ValueError("no negative frames to calibrate on: record failed episodes and frames before success")
+        return floor
+    above = float(np.nextafter(np.float32(negatives[allowed]), np.float32(np.inf)))
+    return above if floor is None else float(max(floor, above))
 
 
 class ClassifierReward:
     """A trained success classifier as a ``RewardModel``: reward 1.0 when the success probability
     reaches the calibrated ``threshold``, else 0.0."""
+
+    reward_is_success_call = True
 
     def __init__(self, encoder: FrozenImageEncoder, head: SuccessHead, cameras: list[str], threshold: float,
                  spatial_grid: int, config: dict | None = None):
@@ -171,6 +186,9 @@ def train_classifier(frames: LabeledFrames, config: ClassifierTrainConfig, encod
     encoder = encoder or load_encoder(config.backbone)
     train_eps, val_eps = split_episodes(frames.episode, frames.labels, config.val_fraction, config.seed)
     train, val = frames.subset(np.isin(frames.episode, train_eps)), frames.subset(np.isin(frames.episode, val_eps))
+    if not frames.labels.any():
+        raise ConfigError("store", "success", f"no frame of the {len(frames)} is labeled success, and the classifier "
+                          f"needs both classes. {NO_SUCCESS_FRAMES}")
     if train.labels.all() or not train.labels.any():
         raise ConfigError("store", "success", f"training frames need both classes; got {int(train.labels.sum())} "
                           f"positive of {len(train)}: record successful and failed episodes")
@@ -215,6 +233,8 @@ def train_classifier(frames: LabeledFrames, config: ClassifierTrainConfig, encod
 def train_from_store(store: Any, config: ClassifierTrainConfig, progress: bool = False) -> tuple[ClassifierReward, dict]:
     """Read labeled frames of ``config.cameras`` from a DemoStore and train (``train_classifier``)."""
     frames = labeled_frames(store, config.cameras or None)
+    if not frames.labels.any():
+        raise ConfigError("--store", str(getattr(store, "path", "store")), no_success_frames_reason(store, len(frames)))
     return train_classifier(frames, config, progress=progress)
 
 

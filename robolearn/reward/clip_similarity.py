@@ -3,7 +3,10 @@
 R(x) = 1 − ½‖(x − g) P‖², P = α·d dᵀ/‖d‖² + (1 − α)·I, d = g − b, where x is the normalized image
 embedding and g, b the normalized means of the goal and baseline prompt embeddings. α = 1 keeps
 only the goal–baseline direction; α = 0 is plain distance to the goal. With unit vectors R lies in
-[−1, 1]; ``success_prob`` = sigmoid((R − success_reward) / temperature).
+[−1, 1]; ``success_prob`` = sigmoid((R − success_reward) / temperature), so a frame is a success
+(``success_prob`` ≥ 0.5) when R ≥ ``success_reward``. Where R falls for success and failure frames
+depends on the backbone, the prompts and the scene, so ``success_reward`` has no default: measure it
+on success-labeled frames with ``robolearn reward calibrate`` (``calibrate_on_store``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ def vlm_rm_reward(image_embeddings: torch.Tensor, goal: torch.Tensor, projection
 
 
 class ClipSimilarityReward:
-    """VLM-RM reward on one camera's images."""
+    """VLM-RM reward on one camera's images; success when R ≥ ``success_reward`` (``success_prob`` ≥ 0.5)."""
+
+    threshold = 0.5
+    calibrates = "success_reward"
 
     def __init__(self, encoder: FrozenImageEncoder, goal_prompts: list[str], baseline_prompts: list[str],
                  alpha: float, camera: str, success_reward: float, temperature: float):
@@ -64,15 +70,16 @@ class ClipSimilarityReward:
 class ClipRewardConfig(RewardConfig):
     """VLM-RM. backbone: CLIP/SigLIP directory or hub name (with tokenizer files); goal_prompts /
     baseline_prompts: what success / the generic scene look like in words; alpha: projection
-    strength (0.5 in VLM-RM); camera: which ``rgb_<camera>``; success_reward and temperature map
-    R to success_prob."""
+    strength (0.5 in VLM-RM); camera: which ``rgb_<camera>``; success_reward: the R from which a
+    frame is a success (required: ``robolearn reward calibrate`` measures it on labeled frames);
+    temperature: how sharply success_prob = sigmoid((R − success_reward) / temperature) rises."""
 
     backbone: str = ""
     goal_prompts: list[str] = field(default_factory=list)
     baseline_prompts: list[str] = field(default_factory=lambda: ["a robot arm on a table"])
     alpha: float = 0.5
     camera: str = "front"
-    success_reward: float = 0.9
+    success_reward: float | None = None
     temperature: float = 0.02
 
     def __post_init__(self) -> None:
@@ -85,6 +92,11 @@ class ClipRewardConfig(RewardConfig):
         if not self.backbone or not self.goal_prompts or not self.baseline_prompts:
             raise ConfigError("reward", "backbone" if not self.backbone else "goal_prompts",
                               "the CLIP reward needs a backbone, goal_prompts and baseline_prompts")
+        if self.success_reward is None:
+            raise ConfigError("reward", "success_reward", "not set: it is the CLIP reward R from which a frame counts "
+                              "as success, and R's scale depends on the backbone, prompts and scene; measure it on a "
+                              "store with success-labeled frames: `robolearn reward calibrate --reward clip:YAML "
+                              "--store PATH`, then set success_reward in the YAML")
         return ClipSimilarityReward(load_encoder(self.backbone, with_text=True), self.goal_prompts,
                                     self.baseline_prompts, self.alpha, self.camera, self.success_reward,
                                     self.temperature)

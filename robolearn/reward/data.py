@@ -51,6 +51,36 @@ def episode_labels(data: dict[str, np.ndarray], meta: dict, tail_frames: int = 5
     return labels
 
 
+NO_SUCCESS_FRAMES = (
+    "A success frame is an observation after a step marked success, and an episode that ends on its first "
+    "success step (the task's terminate_on_success, on by default) stores no observation after it. Record "
+    "episodes that run past success: on the twin, collect with a task YAML that sets `terminate_on_success: "
+    "false` (a copy of configs/tasks/<task>.yaml, passed as `robolearn collect --task FILE`); on the real cell, "
+    "keep recording a few steps after the success with each of them marked success (per-step `success` marks)."
+)
+
+
+def no_success_frames_reason(store: Any, n_frames: int) -> str:
+    """Why none of a store's ``n_frames`` frames is labeled success, and how to record data that has some."""
+    n_episodes = store.n_episodes
+    has_marks = "success" in store.keys
+    succeeded = ended_on_success = 0
+    for index in range(n_episodes):
+        if has_marks:
+            marks = np.asarray(store.episode(index, ["success"])["success"], dtype=bool)
+            succeeded += bool(marks.any())
+            ended_on_success += bool(len(marks) and marks[-1] and not marks[:-1].any())
+        else:
+            succeeded += bool(store.episode_meta(index).get("success"))
+    head = f"no frame of the {n_frames} is labeled success, and a success classifier needs both classes: "
+    if ended_on_success:
+        return head + (f"{ended_on_success} of the {n_episodes} episodes reach success only on their last step. "
+                       + NO_SUCCESS_FRAMES)
+    if not succeeded:
+        return head + f"none of the {n_episodes} episodes succeeded; record successful episodes too. " + NO_SUCCESS_FRAMES
+    return head + NO_SUCCESS_FRAMES
+
+
 def labeled_frames(store: Any, cameras: list[str] | None = None, episodes: list[int] | None = None,
                    tail_frames: int = 5) -> LabeledFrames:
     """Collect the color frames of ``cameras`` (default: all) from ``episodes`` (default: all)."""

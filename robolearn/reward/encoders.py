@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robolearn.errors import RobolearnError
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
@@ -31,7 +33,7 @@ SIGLIP_STD = (0.5, 0.5, 0.5)
 SUPPORTED_MODEL_TYPES = ("clip", "siglip", "siglip2")
 
 
-class EncoderLoadError(RuntimeError):
+class EncoderLoadError(RobolearnError, RuntimeError):
     """A backbone that cannot be loaded; the message says what was tried and how to fix it."""
 
 

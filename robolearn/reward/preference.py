@@ -4,7 +4,10 @@ A judge (``vlm_judge.JudgeClient.compare``) says which of two frames is closer t
 1; −1 = cannot tell, discarded). An ensemble of 3 reward heads ``r(o)`` on frozen image features
 is fit so that P(o₁ ≻ o₀) = exp r(o₁) / (exp r(o₀) + exp r(o₁)), with cross-entropy on the labels
 (ALGORITHMS.md, "RL-VLM-F"). The reward is the ensemble mean; ``success_prob`` rescales it to
-[0, 1] between the 5th and 95th percentile of the training frames' rewards.
+[0, 1] between the 5th and 95th percentile of the training frames' rewards. That scale says how
+far along a frame is, not whether it is a success: the success ``threshold`` on it is calibrated on
+the store's success-labeled frames when it has both classes (``calibrate_preference_threshold``),
+and is 0.5 (the middle of the training frames' reward range), recorded as uncalibrated, when not.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from tqdm import tqdm
 from robolearn.config import ConfigError
 from robolearn.interfaces import Observation
 from robolearn.reward.base import RewardConfig, load_checkpoint, save_checkpoint
-from robolearn.reward.classifier import embed_frames
+from robolearn.reward.classifier import calibrate_threshold, embed_frames
+from robolearn.reward.data import LabeledFrames, binary_metrics
 from robolearn.reward.encoders import FrozenImageEncoder, load_encoder
 
 
@@ -118,15 +122,15 @@ def collect_preferences(images: np.ndarray, judge: Any, task: str, n_pairs: int,
 
 
 class PreferenceReward:
-    """A trained Bradley–Terry ensemble as a ``RewardModel``: reward = ensemble mean r(o)."""
-
-    threshold = 0.5
+    """A trained Bradley–Terry ensemble as a ``RewardModel``: reward = ensemble mean r(o); success
+    when ``success_prob`` reaches ``threshold`` (module docstring)."""
 
     def __init__(self, encoder: FrozenImageEncoder, model: RewardEnsemble, cameras: list[str], spatial_grid: int,
                  config: dict | None = None):
         self.encoder, self.model, self.cameras = encoder, model.eval(), list(cameras)
         self.spatial_grid = spatial_grid
         self.config = config or {}
+        self.threshold = float(self.config.get("threshold", 0.5))
 
     @torch.no_grad()
     def score_batch(self, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -157,6 +161,27 @@ def train_preference_reward(images: dict[str, np.ndarray], pairs: np.ndarray, la
         "train": asdict(config), "n_pairs": len(pairs)})
 
 
+def calibrate_preference_threshold(reward: PreferenceReward, frames: LabeledFrames,
+                                   target_fpr: float = 0.02) -> dict[str, Any]:
+    """Set ``reward.threshold`` to the lowest value ≥ 0.5 whose false-positive rate on ``frames``'
+    success labels is at most ``target_fpr`` (as for the classifier; the Bradley–Terry model never
+    saw these labels). Frames without both classes leave 0.5 and say so. Returns the calibration
+    report (also stored in the checkpoint config)."""
+    labels = frames.labels
+    if not labels.any() or labels.all():
+        report: dict[str, Any] = {"threshold": reward.threshold, "threshold_source": "uncalibrated: the store's frames "
+                                  f"have {int(labels.sum())} of {len(labels)} labeled success; 0.5 is the middle of "
+                                  "the training frames' reward range"}
+    else:
+        _, probs = reward.score_batch({c: frames.images[c] for c in reward.cameras})
+        reward.threshold = calibrate_threshold(probs, labels, target_fpr)
+        report = {"threshold": reward.threshold, "threshold_source": f"calibrated on {len(labels)} labeled store "
+                  f"frames for false-positive rate <= {target_fpr}",
+                  **{f"calibration_{k}": v for k, v in binary_metrics(probs >= reward.threshold, labels).items()}}
+    reward.config.update(report)
+    return report
+
+
 def save_preference_reward(reward: PreferenceReward, path: str | Path) -> Path:
     return save_checkpoint(path, reward.model.state_dict(), reward.config)
 
@@ -174,12 +199,17 @@ def load_preference_reward(path: str | Path, backbone: str | None = None) -> Pre
 @dataclass
 class PreferenceRewardConfig(RewardConfig):
     """A Bradley–Terry reward model trained from VLM preferences. checkpoint: its directory;
-    backbone: optional encoder location overriding the recorded one."""
+    backbone: optional encoder location overriding the recorded one; threshold: optional override
+    of the checkpoint's success threshold on ``success_prob``."""
 
     checkpoint: str = ""
     backbone: str | None = None
+    threshold: float | None = None
 
     def create(self, env: Any = None) -> PreferenceReward:
         if not self.checkpoint:
             raise ConfigError("reward", "checkpoint", "set it to a directory written by `robolearn reward train-preference`")
-        return load_preference_reward(self.checkpoint, self.backbone)
+        model = load_preference_reward(self.checkpoint, self.backbone)
+        if self.threshold is not None:
+            model.threshold = float(self.threshold)
+        return model

@@ -1,8 +1,9 @@
 """A VLM judge over an OpenAI-compatible chat-completions endpoint (vLLM, Ollama, hosted APIs).
 
 ``JudgeClient.success_prob(image, task)`` asks "is the task done?" with the image as a base64 data
-URL and reads p(yes) from the first answer token's log-probabilities (RoboFuME: success when
-p(yes) > p(no)); a server that returns no log-probabilities is answered from the text (1.0 or 0.0).
+URL and reads p(yes) from the first answer token's log-probabilities, summed over the spellings of
+yes and of no (RoboFuME: success when p(yes) > p(no)); a server that returns no log-probabilities
+is answered from the text (1.0 or 0.0).
 ``JudgeClient.compare(image0, image1, task)`` is RL-VLM-F's two-stage query: describe both images,
 then say which is closer to the goal (0 or 1; −1 = cannot tell).
 
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from robolearn.config import ConfigError
+from robolearn.errors import RobolearnError
 from robolearn.interfaces import Observation
 from robolearn.reward.base import RewardConfig
 
@@ -50,7 +52,7 @@ COMPARE_PROMPT = (
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-class JudgeError(RuntimeError):
+class JudgeError(RobolearnError, RuntimeError):
     """The endpoint cannot be used: unreachable, refusing, or answering something that is not a
     chat completion. The message names the URL and what came back."""
 
@@ -93,19 +95,31 @@ def image_data_url(image: np.ndarray, image_format: str = "png") -> str:
     return f"data:image/{image_format};base64,{base64.b64encode(encoded).decode('ascii')}"
 
 
+def _answer_word(token: Any) -> str:
+    """A token as the word it spells: tokenizer space markers (``Ġ``, ``▁``), surrounding space and
+    punctuation removed, lower case (`` Yes``, ``YES``, ``yes.`` → ``yes``)."""
+    return str(token).replace("\u0120", " ").replace("\u2581", " ").strip().strip(".,!:;\"'*").lower()
+
+
 def yes_probability(response: dict[str, Any]) -> float:
     """p(yes) / (p(yes) + p(no)) from the first answer token's top log-probabilities, or 1.0 / 0.0
-    from the answer text when the server sent none. Raises JudgeError when neither says yes or no."""
+    from the answer text when the server sent none. p(yes) sums the probabilities of every variant
+    of the word among the top tokens (``yes``, `` yes``, ``Yes``, ``YES``, ...), and p(no) likewise:
+    a tokenizer splits the same answer over several tokens. Raises JudgeError when neither says yes
+    or no."""
     choice = _first_choice(response)
     content = (choice.get("logprobs") or {}).get("content") or []
     if content:
         first = content[0]
-        candidates = list(first.get("top_logprobs") or []) + [first]
+        logprobs: dict[str, float] = {}
+        for candidate in [*(first.get("top_logprobs") or []), first]:  # the sampled token may repeat a top one
+            if isinstance(candidate.get("logprob"), (int, float)):
+                logprobs.setdefault(str(candidate.get("token", "")), float(candidate["logprob"]))
         mass = {"yes": 0.0, "no": 0.0}
-        for candidate in candidates:
-            word = str(candidate.get("token", "")).strip().strip(".,!").lower()
-            if word in mass and isinstance(candidate.get("logprob"), (int, float)):
-                mass[word] = max(mass[word], math.exp(candidate["logprob"]))
+        for token, logprob in logprobs.items():
+            word = _answer_word(token)
+            if word in mass:
+                mass[word] += math.exp(logprob)
         if mass["yes"] + mass["no"] > 0:
             return mass["yes"] / (mass["yes"] + mass["no"])
     text = _message_text(choice).strip().lower()
@@ -131,11 +145,23 @@ def _message_text(choice: dict[str, Any]) -> str:
     return content
 
 
+_ANSWER = r"(-1|0|1)(?!\d|\.\d)"  # -1, 0 or 1 as a whole number ("1." and "0)" count; "10", "0.5" do not)
+_LEADING_ANSWER = re.compile(r"^[\s\"'`*(\[]*" + _ANSWER)
+_STATED_ANSWER = re.compile(r"\banswer\b[^\w-]{0,5}(?:is[^\w-]{0,5})?" + _ANSWER, re.IGNORECASE)
+
+
 def parse_preference(text: str) -> int:
-    """RL-VLM-F answer → 0 (image 1 better), 1 (image 2 better) or −1 (cannot tell / unparseable);
-    the last standalone −1, 0 or 1 in the text counts."""
-    found = re.findall(r"(?<![\w.])(-1|0|1)(?![\w.])", text)
-    return int(found[-1]) if found else -1
+    """RL-VLM-F answer → 0 (image 1 better), 1 (image 2 better) or −1 (cannot tell / unparseable).
+
+    The prompt asks for the answer alone, so a reply that starts with −1, 0 or 1 is that answer,
+    whatever follows ("1.", "0 (Image 1 is better)", "**1**"); otherwise the last "answer is X" /
+    "Answer: X" counts. Anything else (e.g. "Image 2 is better", whose digit names an image) is −1,
+    discarded rather than guessed."""
+    leading = _LEADING_ANSWER.match(text)
+    if leading:
+        return int(leading.group(1))
+    stated = _STATED_ANSWER.findall(text)
+    return int(stated[-1]) if stated else -1
 
 
 class JudgeClient:
@@ -241,21 +267,29 @@ class JudgeClient:
             {"messages": answer, "max_tokens": 5, "temperature": 0.0}))))
 
 
+# The smallest float32 above 0.5: under robolearn's one success rule, success_prob >= threshold, it
+# makes the judge's default call RoboFuME's p(yes) > p(no), so a tie (0.5) is not a success. float32,
+# because probabilities are scored in float32 arrays, against which a float64 threshold rounds to 0.5.
+ABOVE_HALF = float(np.nextafter(np.float32(0.5), np.float32(1.0)))
+
+
 class JudgeReward:
-    """The VLM judge as a ``RewardModel`` (RoboFuME): reward 1.0 when p(yes) > p(no)."""
+    """The VLM judge as a ``RewardModel`` (RoboFuME): reward 1.0 when p(yes) reaches ``threshold``
+    (default: p(yes) > p(no))."""
 
-    threshold = 0.5
+    reward_is_success_call = True
 
-    def __init__(self, client: JudgeClient, task: str, camera: str, prompt: str = SUCCESS_PROMPT):
+    def __init__(self, client: JudgeClient, task: str, camera: str, prompt: str = SUCCESS_PROMPT,
+                 threshold: float = ABOVE_HALF):
         self.client, self.task, self.camera, self.prompt = client, task, camera, prompt
-        self.cameras = [camera]
+        self.cameras, self.threshold = [camera], float(threshold)
 
     def __call__(self, obs: Observation) -> tuple[float, float]:
         key = f"rgb_{self.camera}"
         if key not in obs:
             raise KeyError(f"the VLM judge reads {key!r}; the observation has {sorted(obs)}")
         prob = self.client.success_prob(obs[key], self.task, self.prompt)
-        return float(prob > self.threshold), prob
+        return float(prob >= self.threshold), prob
 
 
 @RewardConfig.register("vlm")
@@ -263,14 +297,18 @@ class JudgeReward:
 class VlmRewardConfig(RewardConfig):
     """RoboFuME-style VLM success judge. task: what success looks like, in words (e.g. "the red
     cube is lifted above the table"); camera: which ``rgb_<camera>`` image to send; prompt: the
-    question (``{task}`` is filled in); judge: the endpoint (``JudgeConfig``)."""
+    question (``{task}`` is filled in); judge: the endpoint (``JudgeConfig``); threshold: p(yes)
+    that counts as success (None: p(yes) > p(no); ``robolearn reward calibrate`` measures one on
+    labeled frames)."""
 
     task: str = ""
     camera: str = "front"
     prompt: str = SUCCESS_PROMPT
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    threshold: float | None = None
 
     def create(self, env: Any = None) -> JudgeReward:
         if not self.task:
             raise ConfigError("reward", "task", "describe success in words, e.g. task: the red cube is lifted")
-        return JudgeReward(JudgeClient(self.judge), self.task, self.camera, self.prompt)
+        threshold = ABOVE_HALF if self.threshold is None else self.threshold
+        return JudgeReward(JudgeClient(self.judge), self.task, self.camera, self.prompt, threshold)
