@@ -1,12 +1,18 @@
 """Twin tasks: ground-truth success, sparse and dense rewards from sim state, and randomization.
 
-A task is chosen by name (``reach``, ``pick_cube``, ``push_cube``) or by a YAML file with a ``type``
-key (``configs/tasks/*.yaml``); its knobs are typed dataclass fields. ``TwinTask.reset`` randomizes
-the scene with the env's generator, so episodes are reproducible per seed.
+A task is chosen by name (``reach``, ``pick_cube``, ``push_cube``, and the reset tasks
+``pick_cube_reset``, ``push_cube_reset``) or by a YAML file with a ``type`` key
+(``configs/tasks/*.yaml``); its knobs are typed dataclass fields. ``TwinTask.reset`` randomizes the
+scene with the env's generator, so episodes are reproducible per seed.
+
+A reset task is the backward task of RoboFuME's reset-free loop: it undoes its forward task
+(``RESET_TASKS``). Its episodes start from a success state of the forward task, reached by running
+the forward task's scripted expert after the forward randomization.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +86,47 @@ class PushCubeConfig(TaskConfig):
     success_radius_m: float = 0.03
 
 
+@TaskConfig.register("pick_cube_reset")
+@dataclass
+class PickCubeResetConfig(PickCubeConfig):
+    """Backward task of ``pick_cube``: from the cube lifted in the gripper, put it down on the table
+    inside the reset region (``reset_x_range_m`` × ``reset_y_range_m``, centre of the cube), open the
+    gripper and move the tool centre point ``clearance_m`` away from the cube's centre. The cube is
+    down when its centre is within ``rest_tolerance_m`` of its resting height; the gripper is open
+    when it is commanded open. The inherited ``pick_cube`` knobs describe the forward episodes whose
+    success states start these episodes."""
+
+    reset_x_range_m: tuple[float, float] = (0.45, 0.55)
+    reset_y_range_m: tuple[float, float] = (-0.1, 0.1)
+    rest_tolerance_m: float = 0.005
+    clearance_m: float = 0.05
+
+
+@TaskConfig.register("push_cube_reset")
+@dataclass
+class PushCubeResetConfig(PushCubeConfig):
+    """Backward task of ``push_cube``: push the cube from the forward target back into the start
+    region, a disc of ``reset_radius_m`` around ``reset_xy_m`` (the centre of ``push_cube``'s start
+    box). The goal marker keeps showing the forward target, as it does in the reset-free loop. The
+    inherited ``push_cube`` knobs describe the forward episodes whose success states start these."""
+
+    reset_xy_m: tuple[float, float] = (0.5, 0.0)
+    reset_radius_m: float = 0.03
+
+
+RESET_TASKS: dict[str, str] = {"pick_cube": "pick_cube_reset", "push_cube": "push_cube_reset"}
+"""Forward task → its backward (reset) task, for ``robolearn finetune --reset-free``."""
+
+
+def reset_task_name(task: str | TaskConfig) -> str:
+    """The registered reset task of a forward task (a name, a YAML or a config)."""
+    name = load_task_config(task).type
+    if name not in RESET_TASKS:
+        raise ConfigError("--backward-task", "", f"task {name!r} has no registered reset task (those of "
+                          f"{', '.join(sorted(RESET_TASKS))} do); pass --backward-task NAME_OR_YAML")
+    return RESET_TASKS[name]
+
+
 def load_task_config(task: str | TaskConfig, overrides: tuple[str, ...] | list[str] = ()) -> TaskConfig:
     """A task by registered name (defaults) or by YAML path (``type`` + knobs), with overrides."""
     from robolearn.config import apply_overrides
@@ -108,7 +155,9 @@ class TwinTask:
         self._light_diffuse = model.light_diffuse.copy()
         self._world_cams = [model.camera(c.name).id for c in twin.cell.cameras if c.mount == "world"]
         self._cam_pos = model.cam_pos.copy()
-        self.object_rest_z_m = 0.0
+        objects = {o.name: o for o in twin.cell.objects}
+        # Objects start at their configured height (only x, y and yaw are randomized): their resting height.
+        self.object_rest_z_m = float(objects[config.object_name].pos_m[2]) if config.object_name in objects else 0.0
 
     @property
     def name(self) -> str:
@@ -206,7 +255,75 @@ class PushCubeTask(TwinTask):
         return (1.0 if success else 0.2 * reach + 0.79 * (1.0 - math.tanh(5.0 * distance))), success
 
 
-TASK_CLASSES: dict[str, type[TwinTask]] = {"reach": ReachTask, "pick_cube": PickCubeTask, "push_cube": PushCubeTask}
+MAX_START_ATTEMPTS = 10
+
+
+class ResetTask(TwinTask):
+    """Base of the backward tasks. ``forward`` is the forward task on the same twin; ``reset``
+    randomizes the scene as the forward task does, then runs the forward scripted expert until the
+    forward task succeeds, redrawing (at most ``MAX_START_ATTEMPTS`` times) when it does not or when
+    the scene already counts as reset."""
+
+    forward_task_class: type[TwinTask]
+    forward_config_class: type[TaskConfig]
+
+    def __init__(self, config: TaskConfig, twin: Twin):
+        super().__init__(config, twin)
+        forward_fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(self.forward_config_class)}
+        self.forward = self.forward_task_class(self.forward_config_class(**forward_fields), twin)
+
+    def reset(self, rng: np.random.Generator) -> None:
+        from robolearn.sim.experts import drive_to_success
+
+        for _ in range(MAX_START_ATTEMPTS):
+            self.forward.reset(rng)
+            self.object_rest_z_m = self.forward.object_rest_z_m
+            if drive_to_success(self.forward) and not self.evaluate()[1]:
+                return
+        raise ConfigError(self.name, "object ranges", f"the {self.forward.name} expert reached no start state "
+                          f"(forward success, not yet reset) in {MAX_START_ATTEMPTS} scenes; widen the object ranges "
+                          "or move the reset region away from where the forward task ends")
+
+
+class PickCubeResetTask(ResetTask):
+    config: PickCubeResetConfig
+    forward_task_class = PickCubeTask
+    forward_config_class = PickCubeConfig
+
+    def evaluate(self) -> tuple[float, bool]:
+        config = self.config
+        pos, _ = self.twin.object_pose(config.object_name)
+        low = np.array([config.reset_x_range_m[0], config.reset_y_range_m[0]])
+        high = np.array([config.reset_x_range_m[1], config.reset_y_range_m[1]])
+        outside_m = float(np.linalg.norm(np.maximum(low - pos[:2], 0.0) + np.maximum(pos[:2] - high, 0.0)))
+        height_m = float(pos[2] - self.object_rest_z_m)
+        down = abs(height_m) <= config.rest_tolerance_m
+        opened = self.twin.arm.gripper_closed < 0.5
+        distance_m = self._tcp_to_object_m()
+        success = outside_m == 0.0 and down and opened and distance_m >= config.clearance_m
+        placed = (1.0 - math.tanh(10.0 * outside_m)) * (1.0 - float(np.clip(height_m / config.lift_height_m, 0.0, 1.0)))
+        released = placed * float(down and opened)
+        cleared = released * min(distance_m / config.clearance_m, 1.0)
+        return (1.0 if success else 0.99 * (0.5 * placed + 0.25 * released + 0.25 * cleared)), success
+
+
+class PushCubeResetTask(ResetTask):
+    config: PushCubeResetConfig
+    forward_task_class = PushCubeTask
+    forward_config_class = PushCubeConfig
+
+    def evaluate(self) -> tuple[float, bool]:
+        pos, _ = self.twin.object_pose(self.config.object_name)
+        distance = float(np.linalg.norm(pos[:2] - np.asarray(self.config.reset_xy_m)))
+        success = distance < self.config.reset_radius_m
+        reach = 1.0 - math.tanh(10.0 * self._tcp_to_object_m())
+        return (1.0 if success else 0.2 * reach + 0.79 * (1.0 - math.tanh(5.0 * distance))), success
+
+
+TASK_CLASSES: dict[str, type[TwinTask]] = {
+    "reach": ReachTask, "pick_cube": PickCubeTask, "push_cube": PushCubeTask,
+    "pick_cube_reset": PickCubeResetTask, "push_cube_reset": PushCubeResetTask,
+}
 
 
 def make_task(config: TaskConfig, twin: Twin) -> TwinTask:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from robolearn.cli.common import add_json_flag, emit
+from robolearn.config import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--algo", required=True, choices=["rlpd", "calql", "wsrl"], help="algorithm")
     parser.add_argument("--init", default=None, help="checkpoint directory to start from (robolearn train output)")
     parser.add_argument("--store", required=True, help="DemoStore path: demonstrations in, online episodes out")
-    parser.add_argument("--task", required=True, help="task name (reach, pick_cube, push_cube)")
+    parser.add_argument("--task", required=True, help="task name (reach, pick_cube, push_cube, pick_cube_reset, push_cube_reset)")
     parser.add_argument("--cell", default="configs/cells/sim_panda.yaml", help="cell YAML (default: %(default)s)")
     parser.add_argument("--reward", default="oracle",
                         help="oracle (twin ground truth), classifier:<ckpt>, clip:<yaml>, vlm:<yaml>, preference:<ckpt>")
@@ -55,13 +56,80 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
     parser.add_argument("--wandb", default=None, metavar="PROJECT", help="also log scalars to this wandb project")
+    _add_reset_free_flags(parser)
     add_json_flag(parser)
     parser.set_defaults(func=run)
+
+
+def _add_reset_free_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "reset-free (RoboFuME)",
+        "With --reset-free, two agents share one twin scene with no resets: the forward agent (--task, --store, "
+        "--reward, --init, --algo) runs until its reward model calls success, then the backward agent "
+        "(--backward-*) runs until its reward model calls the scene reset, and so on. Each learns from its own "
+        "phases and its own task's demonstrations (collect them with `robolearn collect --task pick_cube_reset`); "
+        "every phase is appended to its store as an online episode of its task. Reports per-phase success counts "
+        "and each reward model's online false-positive rate against the twin's ground truth; writes "
+        "OUT/forward/last and OUT/backward/last.")
+    group.add_argument("--reset-free", action="store_true", help="train forward and backward agents reset-free")
+    group.add_argument("--backward-task", default=None, metavar="TASK",
+                       help="the backward (reset) task, a name or YAML (default: the reset task of --task: "
+                       "pick_cube_reset, push_cube_reset)")
+    group.add_argument("--backward-store", default=None, metavar="PATH",
+                       help="DemoStore with the backward task's demonstrations; backward phases go there (default: --store)")
+    group.add_argument("--backward-reward", default="oracle", metavar="SPEC",
+                       help="the backward phase's reward model, same specs as --reward (default: oracle, the twin's "
+                       "ground truth of the backward task)")
+    group.add_argument("--backward-init", default=None, metavar="CKPT", help="checkpoint to start the backward agent from")
+    group.add_argument("--backward-algo", default=None, choices=["rlpd", "calql", "wsrl"],
+                       help="the backward agent's algorithm (default: --algo); --set applies to both agents, --config "
+                       "only when the algorithms match")
+    group.add_argument("--max-phase-steps", type=int, default=None, metavar="N",
+                       help="steps before a phase without a success call gives up (default: the longer episode length "
+                       "of the two tasks)")
+    group.add_argument("--hard-reset-every", type=int, default=0, metavar="N",
+                       help="reset the twin after every N forward phases (default: 0, never)")
+
+
+def _refuse_reset_free_flags(args: argparse.Namespace) -> None:
+    used = [flag for flag, value in (("--backward-task", args.backward_task), ("--backward-store", args.backward_store),
+                                     ("--backward-reward", args.backward_reward != "oracle"),
+                                     ("--backward-init", args.backward_init), ("--backward-algo", args.backward_algo),
+                                     ("--max-phase-steps", args.max_phase_steps),
+                                     ("--hard-reset-every", args.hard_reset_every)) if value]
+    if used:
+        raise ConfigError(", ".join(used), "", "only applies with --reset-free; add --reset-free or drop it")
+
+
+def _run_reset_free(args: argparse.Namespace) -> dict:
+    from robolearn.learn.reset_free import PhaseSpec, train_reset_free
+    from robolearn.sim.tasks import reset_task_name
+
+    unsupported = [flag for flag, used in (("--actors", args.actors), ("--role", args.role != "all"),
+                                           ("--teleop", args.teleop), ("--compile", args.compile)) if used]
+    if unsupported:
+        raise ConfigError(", ".join(unsupported), "", "not supported with --reset-free (one process, no "
+                          "interventions); drop it")
+    backward_algo = args.backward_algo or args.algo
+    for flag, algo, init in (("--init", args.algo, args.init), ("--backward-init", backward_algo, args.backward_init)):
+        if algo == "wsrl" and init is None:
+            raise ConfigError(flag, "", "wsrl fine-tunes a pretrained agent; pass a checkpoint (robolearn train --algo calql)")
+    forward = PhaseSpec(args.task, args.store, args.reward, args.init, args.algo, args.config, tuple(args.overrides))
+    backward = PhaseSpec(args.backward_task or reset_task_name(args.task), args.backward_store or args.store,
+                         args.backward_reward, args.backward_init, backward_algo,
+                         args.config if backward_algo == args.algo else None, tuple(args.overrides))
+    return train_reset_free(forward, backward, args.cell, args.steps, args.out or f"runs/{args.algo}_{args.task}_reset_free",
+                            args.max_phase_steps, args.hard_reset_every, args.obs.split(",") if args.obs else None,
+                            args.device, args.seed, args.eval_episodes, args.wandb)
 
 
 def run(args: argparse.Namespace) -> int:
     from robolearn.learn.finetune import finetune
 
+    if args.reset_free:
+        emit(_run_reset_free(args), args.json)
+        return 0
+    _refuse_reset_free_flags(args)
     if args.role == "actor" and args.router is None:
         raise SystemExit("robolearn: --role actor needs --router tcp/<learner-host>:<port>")
     if args.algo == "wsrl" and args.init is None:
