@@ -90,3 +90,23 @@ def test_online_episodes_store_the_reward_models_success_and_keep_the_ground_tru
     assert meta["success"] and meta["success_true"] and meta["success_true_steps"] == 1
     assert meta["reward_false_positive_steps"] == 1
     assert store.episode(0, ["success"])["success"].tolist() == called.tolist()
+
+
+
+def test_an_actor_lets_go_of_the_store_between_episodes(tmp_path):
+    """Each append releases the store's writer lock, so another actor process can append while this
+    one is still running episodes."""
+    import subprocess
+    import sys
+
+    from robolearn.learn.finetune import episode_appender
+    from robolearn.store import DemoStore
+
+    DemoStore.create(tmp_path / "s.zarr").close()
+    append = episode_appender(str(tmp_path / "s.zarr"), "reach", ["state", "action"])
+    append({"state": np.zeros((3, 2), np.float32), "action": np.zeros((3, 1), np.float32)}, {"success": False})
+    other_actor = ("import sys; from robolearn.store import DemoStore; "
+                   "DemoStore.open(sys.argv[1], mode='a', lock_timeout_s=1.0).close()")
+    done = subprocess.run([sys.executable, "-c", other_actor, str(tmp_path / "s.zarr")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

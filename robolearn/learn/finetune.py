@@ -8,11 +8,9 @@ GPU machine); ``actor`` connects to that router and runs the policy (e.g. on the
 
 from __future__ import annotations
 
-import fcntl
 import json
 import multiprocessing as mp
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,19 +73,9 @@ class LearnedReward(gym.Wrapper):
                 "reward_false_positives": self.false_positives, "reward_negative_steps": self.negatives}
 
 
-@contextmanager
-def store_lock(store_path: str):
-    """Serializes appends to one store from several actor processes."""
-    with open(Path(store_path).parent / (Path(store_path).name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def episode_appender(store_path: str, task: str, store_keys: list[str]):
-    """``append(arrays, meta)``: one online episode into the store (the keys it holds), under a lock.
+    """``append(arrays, meta)``: one online episode into the store (the keys it holds), under the
+    store's writer lock, which is released after each episode so several actor processes can append.
 
     ``success`` (per step and in the metadata) is the episode's own: a learned reward's call when one
     is used. With a ``success_true`` array (the twin's ground truth under a learned reward) the
@@ -104,8 +92,8 @@ def episode_appender(store_path: str, task: str, store_keys: list[str]):
             truth, called = np.asarray(arrays["success_true"], bool), np.asarray(arrays["success"], bool)
             info.update(success_true=bool(truth.any()), success_true_steps=int(truth.sum()),
                         reward_false_positive_steps=int((called & ~truth).sum()))
-        with store_lock(store_path):
-            DemoStore.open(store_path, mode="a").append_episode(data, info)
+        with DemoStore.open(store_path, mode="a") as store:  # the store's writer lock serializes actors
+            store.append_episode(data, info)
     return append
 
 
