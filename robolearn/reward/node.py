@@ -12,8 +12,6 @@ data. Stale or missing images are skipped and counted, never scored.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from robolearn.cell import CellConfig
@@ -23,6 +21,7 @@ from robolearn.ros import messages
 from robolearn.ros.clock import ros_now_ns
 from robolearn.ros.node import Node, Received
 from robolearn.ros.nodes import topics
+from robolearn.ros.nodes.arm_state import ArmStateSubscriber
 from robolearn.ros.nodes.twin import FLOAT_ARRAY, float_array_msg
 
 EPISODE = messages.msg_class(messages.EPISODE_CONTROL)
@@ -52,16 +51,13 @@ class RewardNode:
         self.stamps: dict[str, int] = {}
         self.scored_stamps: dict[str, int] = {}
         self.state: np.ndarray | None = None
-        self._joints: Any = None
-        self._pose: Any = None
         self.episode_marked = False
         self.scored = self.skipped_stale = self.successes_marked = 0
         self.last: tuple[float, float] | None = None
         for camera in self.cameras:
             node.create_subscription(messages.IMAGE, topics.camera_image(camera),
                                      lambda r, camera=camera: self.on_image(camera, r), depth=1)
-        node.create_subscription(messages.JOINT_STATE, topics.JOINT_STATES, self.on_joints)
-        node.create_subscription(messages.POSE_STAMPED, topics.EE_POSE, self.on_pose)
+        ArmStateSubscriber(node, lambda proprio, _: setattr(self, "state", proprio))
         node.create_subscription(messages.EPISODE_CONTROL, topics.EPISODE_CONTROL, self.on_episode, depth=100)
         self.reward_pub = node.create_publisher(FLOAT_ARRAY, topics.REWARD)
         self.episode_pub = node.create_publisher(messages.EPISODE_CONTROL, topics.EPISODE_CONTROL, depth=100)
@@ -70,18 +66,6 @@ class RewardNode:
     def on_image(self, camera: str, received: Received) -> None:
         self.images[camera] = messages.image_array(received.msg)
         self.stamps[camera] = messages.stamp_ns(received.msg)
-
-    def on_joints(self, received: Received) -> None:
-        self._joints = received.msg
-        self._update_state()
-
-    def on_pose(self, received: Received) -> None:
-        self._pose = received.msg
-        self._update_state()
-
-    def _update_state(self) -> None:
-        if self._joints is not None and self._pose is not None:
-            self.state = messages.arm_state(self._joints, self._pose).proprio()
 
     def on_episode(self, received: Received) -> None:
         if received.msg.command == EPISODE.START:

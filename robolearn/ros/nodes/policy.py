@@ -23,6 +23,7 @@ from robolearn.ros import messages
 from robolearn.ros.clock import ros_now_ns
 from robolearn.ros.node import Node, Received
 from robolearn.ros.nodes import topics
+from robolearn.ros.nodes.arm_state import ArmStateSubscriber
 
 DEFAULT_MAX_CLOCK_OFFSET_S = 0.01
 """Clock disagreement tolerated between the camera's machine and this one (chrony on a LAN keeps
@@ -43,9 +44,7 @@ class PolicyNode:
         self.stamps: dict[str, int] = {}
         self.refused_key: str | None = None
         self.actions = 0
-        self._joints = self._pose = None
-        node.create_subscription(messages.JOINT_STATE, topics.JOINT_STATES, self.on_joints)
-        node.create_subscription(messages.POSE_STAMPED, topics.EE_POSE, self.on_pose)
+        ArmStateSubscriber(node, lambda proprio, _: self.latest.__setitem__("state", proprio))
         node.create_subscription(messages.OBJECT_STATE, topics.OBJECT_STATE,
                                  lambda r: self.latest.__setitem__("object_state", messages.object_state(r.msg)))
         for key in self.keys:
@@ -57,18 +56,6 @@ class PolicyNode:
         self.violation_pub = node.create_publisher(messages.SAFETY_VIOLATION, topics.VIOLATIONS, depth=100)
         node.create_timer(cell.control_dt_s, self.tick)
         policy.reset()
-
-    def on_joints(self, received: Received) -> None:
-        self._joints = received.msg
-        self._update_state()
-
-    def on_pose(self, received: Received) -> None:
-        self._pose = received.msg
-        self._update_state()
-
-    def _update_state(self) -> None:
-        if self._joints is not None and self._pose is not None:
-            self.latest["state"] = messages.arm_state(self._joints, self._pose).proprio()
 
     def on_image(self, key: str, received: Received) -> None:
         self.latest[key] = messages.image_array(received.msg)

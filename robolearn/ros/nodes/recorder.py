@@ -42,6 +42,7 @@ from robolearn.interfaces import TeleopCommand
 from robolearn.ros import messages
 from robolearn.ros.node import Node, Received
 from robolearn.ros.nodes import topics
+from robolearn.ros.nodes.arm_state import ArmStateSubscriber
 
 EPISODE = messages.msg_class(messages.EPISODE_CONTROL)
 STATE_EXTRA_DIM = 8
@@ -113,11 +114,7 @@ class RecorderNode:
         self.committed: list[int] = []
         self.discarded = 0
         self.missing_frames = 0
-        self._joints: Any = None
-        self._pose: Any = None
-        self._state_stamp: int | None = None
-        node.create_subscription(messages.JOINT_STATE, topics.JOINT_STATES, self.on_joints, depth=100)
-        node.create_subscription(messages.POSE_STAMPED, topics.EE_POSE, self.on_pose, depth=100)
+        ArmStateSubscriber(node, lambda proprio, stamp: self.add("state", proprio, stamp), exact=True, depth=100)
         if "object_state" in self.specs:
             node.create_subscription(messages.OBJECT_STATE, topics.OBJECT_STATE, self.on_object_state, depth=100)
         for camera in cell.cameras:
@@ -143,25 +140,6 @@ class RecorderNode:
             self.recorder.add(stream, value.astype(dtype, copy=False), stamp_ns)
             self.newest_ns[stream] = max(stamp_ns, self.newest_ns.get(stream, stamp_ns))
             self._commit_when_complete()
-
-    def on_joints(self, received: Received) -> None:
-        self._joints = received.msg
-        self._update_state()
-
-    def on_pose(self, received: Received) -> None:
-        self._pose = received.msg
-        self._update_state()
-
-    def _update_state(self) -> None:
-        """One ``state`` sample per instant: the joint state and the pose with the same stamp (the
-        arm node stamps both with its tick), whichever arrives second."""
-        if self._joints is None or self._pose is None:
-            return
-        stamp = messages.stamp_ns(self._joints)
-        if stamp == self._state_stamp or messages.stamp_ns(self._pose) != stamp:
-            return
-        self._state_stamp = stamp
-        self.add("state", messages.arm_state(self._joints, self._pose).proprio(), stamp)
 
     def on_object_state(self, received: Received) -> None:
         self.add("object_state", messages.object_state(received.msg), messages.stamp_ns(received.msg))
