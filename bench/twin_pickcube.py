@@ -47,8 +47,10 @@ def task_overrides(reward: str, task_set: list[str]) -> list[str]:
     return [*task_set, *([] if reward == "sparse" else ["reward=dense", "terminate_on_success=false"])]
 
 
-def expert_episodes(n: int, noise_scale: float, seed: int, overrides: list[str]) -> list[dict[str, np.ndarray]]:
-    env = make_env(cell=CELL, task="pick_cube", seed=seed, cameras=False, task_overrides=overrides)
+def expert_episodes(n: int, noise_scale: float, seed: int, overrides: list[str],
+                    cell_overrides: list[str]) -> list[dict[str, np.ndarray]]:
+    env = make_env(cell=CELL, task="pick_cube", seed=seed, cameras=False, overrides=cell_overrides,
+                   task_overrides=overrides)
     expert = make_expert(env, noise_scale=noise_scale, seed=seed)
     episodes = []
     for ep in range(n):
@@ -87,6 +89,8 @@ def main() -> None:
     parser.add_argument("--task-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a pick_cube knob for training and evaluation, e.g. object_yaw_range_rad=0 (the cube "
                         "square to the gripper, as in SERL's simulated pick-cube)")
+    parser.add_argument("--cell-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="cell knobs, e.g. safety.max_tilt_rad=0.25 (repeatable)")
     parser.add_argument("--bc-steps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
@@ -96,11 +100,13 @@ def main() -> None:
     torch.manual_seed(args.seed)
     start = time.monotonic()
     overrides = task_overrides(args.reward, args.task_set)
-    env = make_env(cell=CELL, task="pick_cube", seed=args.seed, cameras=False, task_overrides=overrides)
-    eval_env = make_env(cell=CELL, task="pick_cube", seed=args.seed + 1, cameras=False, task_overrides=args.task_set)
+    env = make_env(cell=CELL, task="pick_cube", seed=args.seed, cameras=False, overrides=args.cell_set,
+                   task_overrides=overrides)
+    eval_env = make_env(cell=CELL, task="pick_cube", seed=args.seed + 1, cameras=False, overrides=args.cell_set,
+                        task_overrides=args.task_set)
     spaces = observation_spaces(env.observation_space)
     shapes = {k: s for k, (s, _) in spaces.items()}
-    episodes = expert_episodes(args.demos, 0.1, seed=10_000, overrides=overrides)
+    episodes = expert_episodes(args.demos, 0.1, seed=10_000, overrides=overrides, cell_overrides=args.cell_set)
 
     bc_cfg = BCConfig(chunk=1)
     bc_buffer = ReplayBuffer(spaces, 7, 10_000)
@@ -133,7 +139,7 @@ def main() -> None:
                       "bc_success_rate": bc_success, "bc_ci95": wilson_interval(round(bc_success * n), n),
                       "env_steps": result.env_steps, "env_steps_to_target": reached[0] if reached else None,
                       "final_episodes": n, "wall_minutes": round((time.monotonic() - start) / 60, 2),
-                      "reward": args.reward, "task_set": args.task_set, "demos": args.demos, "utd": args.utd,
+                      "reward": args.reward, "task_set": args.task_set, "cell_set": args.cell_set, "demos": args.demos, "utd": args.utd,
                       "critics": args.critics, "curve": curve}))
 
 

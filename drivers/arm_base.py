@@ -185,7 +185,7 @@ class CartesianArmDriver(ABC):
         faults = self._check_faults()
         if faults:
             return AppliedCommand(EEDeltaCommand.hold(), faults, now_ns())
-        safe, violations = self.safety.filter_ee_delta(command, self.target_pos_m)
+        safe, violations = self.safety.filter_ee_delta(command, self.target_pos_m, self.target_rot)
         self.target_pos_m = self.target_pos_m + safe.translation_m
         self.target_rot = orthonormalize(rotvec_to_matrix(safe.rotation_rad) @ self.target_rot)
         self._send(self.to_base(self.target_pos_m, self.target_rot), self._gripper_change(safe.gripper_closed))

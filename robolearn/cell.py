@@ -183,7 +183,9 @@ class SafetyConfig:
     workspace_*_m: the box the end-effector target must stay in (cell frame). max_step_m /
     max_rot_step_rad: caps per control step. joint_margin_rad: distance kept from joint limits.
     max_joint_vel_rad_s: joint speed cap. command_timeout_s / frame_timeout_s: the watchdog holds
-    the arm when commands or camera frames are older than these.
+    the arm when commands or camera frames are older than these. max_tilt_rad: largest angle between
+    the tool's approach axis and straight down (None: any orientation), as HIL-SERL bounds roll and
+    pitch: keeps a top-down gripper, its wrist camera and cables pointing down.
     """
 
     workspace_min_m: tuple[float, float, float] = (0.25, -0.35, 0.0)
@@ -194,8 +196,11 @@ class SafetyConfig:
     max_joint_vel_rad_s: float = 2.0
     command_timeout_s: float = 0.5
     frame_timeout_s: float = 0.5
+    max_tilt_rad: float | None = None
 
     def __post_init__(self) -> None:
+        if self.max_tilt_rad is not None and not 0.0 < self.max_tilt_rad <= math.pi:
+            raise ValueError(f"max_tilt_rad must be in (0, pi] (or null for no limit), got {self.max_tilt_rad}")
         if any(lo >= hi for lo, hi in zip(self.workspace_min_m, self.workspace_max_m)):
             raise ValueError(
                 f"workspace_min_m {self.workspace_min_m} must be below workspace_max_m {self.workspace_max_m} on every axis"

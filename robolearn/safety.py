@@ -12,12 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from robolearn.cell import SafetyConfig
+from robolearn.drivers.rotations import rotvec_to_matrix
 from robolearn.interfaces import EEDeltaCommand, JointCommand, Violation
 
 KINDS = (
     "nan",
     "max_step",
     "max_rotation",
+    "tilt",
     "workspace",
     "gripper_range",
     "joint_limit",
@@ -28,6 +30,13 @@ KINDS = (
 
 
 ABSURD = 1e3
+TILT_BISECTIONS = 20  # the kept share of a tilting rotation is found to 2⁻²⁰
+
+
+def tilt_rad(tool_rot: np.ndarray) -> float:
+    """Angle between the tool's approach axis (the z column of the 3×3 ``tool_rot``, flange towards
+    fingertips) and straight down (the cell's −z)."""
+    return float(np.arccos(np.clip(-tool_rot[2, 2], -1.0, 1.0)))
 
 
 def _fmt(vector: np.ndarray) -> str:
@@ -50,9 +59,10 @@ class SafetyFilter:
     tool_position_m: Callable[[np.ndarray], np.ndarray] | None = None
 
     def filter_ee_delta(
-        self, command: EEDeltaCommand, target_pos_m: np.ndarray
+        self, command: EEDeltaCommand, target_pos_m: np.ndarray, target_rot: np.ndarray | None = None
     ) -> tuple[EEDeltaCommand, list[Violation]]:
-        """Make ``command`` safe to apply to an end-effector target at ``target_pos_m`` ``(3,)``.
+        """Make ``command`` safe to apply to an end-effector target at ``target_pos_m`` ``(3,)`` with
+        orientation ``target_rot`` (3×3, cell frame; the rotation is applied as ``exp(rotation) @ target_rot``).
 
         A command with any NaN or inf is rejected whole: it becomes a hold (zero motion, gripper
         unchanged, reported as ``nan``). Otherwise translation is scaled to ``max_step_m``, rotation
@@ -60,6 +70,9 @@ class SafetyFilter:
         the workspace box. The translation never exceeds ``max_step_m``, even when ``target_pos_m`` is
         outside the box (a real arm latches its measured pose on connect): then the target moves
         straight towards the box at most ``max_step_m`` per step, never further out on any axis.
+        With ``max_tilt_rad`` set (and ``target_rot`` given), the part of the rotation that would tilt
+        the tool beyond it is cut (``tilt``); turning about the vertical is never limited, and from a
+        target already tilted further the tool may straighten but not tilt more.
         """
         violations: list[Violation] = []
         raw = np.concatenate([command.translation_m, command.rotation_rad, [command.gripper_closed]])
@@ -89,6 +102,10 @@ class SafetyFilter:
                 )
             )
 
+        if self.config.max_tilt_rad is not None and target_rot is not None:
+            rotation, tilt = self._within_tilt(np.asarray(target_rot, dtype=np.float64), rotation)
+            violations += tilt
+
         translation, workspace = self._into_workspace(np.asarray(target_pos_m, dtype=np.float64), translation)
         violations += workspace
 
@@ -97,6 +114,26 @@ class SafetyFilter:
             violations.append(Violation("gripper_range", f"gripper {gripper:.3f} clipped to [0, 1]"))
             gripper = float(np.clip(gripper, 0.0, 1.0))
         return EEDeltaCommand(translation, rotation, gripper), violations
+
+    def _within_tilt(self, target_rot: np.ndarray, rotation_rad: np.ndarray) -> tuple[np.ndarray, list[Violation]]:
+        """The rotation ``(3,)`` that keeps the tool within ``max_tilt_rad`` of straight down: its turn
+        about the vertical, plus the largest share of the rest that stays inside the cone."""
+        limit = max(float(self.config.max_tilt_rad), tilt_rad(target_rot))
+        wanted = tilt_rad(rotvec_to_matrix(rotation_rad) @ target_rot)
+        if wanted <= limit:
+            return rotation_rad, []
+        vertical = np.array([0.0, 0.0, rotation_rad[2]])
+        tilting = rotation_rad - vertical
+        kept, cut = 0.0, 1.0  # tilt is continuous in the share: bisect between a share inside and one outside
+        for _ in range(TILT_BISECTIONS):
+            share = (kept + cut) / 2
+            if tilt_rad(rotvec_to_matrix(vertical + share * tilting) @ target_rot) <= limit:
+                kept = share
+            else:
+                cut = share
+        detail = f"rotation {_fmt(rotation_rad)} rad would tilt the tool {wanted:.3f} rad from straight down; " \
+                 f"cut to {kept:.2f} of its tilting part (max_tilt_rad {self.config.max_tilt_rad:.3f})"
+        return vertical + kept * tilting, [Violation("tilt", detail)]
 
     def _into_workspace(self, target_m: np.ndarray, translation_m: np.ndarray) -> tuple[np.ndarray, list[Violation]]:
         """The translation ``(3,)`` (already within ``max_step_m``) that keeps ``target_m + translation``

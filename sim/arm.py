@@ -162,7 +162,7 @@ class SimArm:
 
     def command(self, command: EEDeltaCommand) -> AppliedCommand:
         """Filter ``command`` and latch the new target; returns what will be tracked."""
-        safe, violations = self.safety.filter_ee_delta(command, self.target_pos_m)
+        safe, violations = self.safety.filter_ee_delta(command, self.target_pos_m, self.target_rot)
         safe, joint_violations = self._respect_joint_limits(safe)
         violations += joint_violations
         self.target_pos_m = self.target_pos_m + safe.translation_m

@@ -4,12 +4,14 @@ no NaN or inf ever passes."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from robolearn.cell import SafetyConfig
+from robolearn.drivers.rotations import rotvec_to_matrix
 from robolearn.interfaces import EEDeltaCommand, JointCommand
-from robolearn.safety import SafetyFilter, Watchdog
+from robolearn.safety import SafetyFilter, Watchdog, tilt_rad
 
 CONFIG = SafetyConfig()
 FILTER = SafetyFilter(CONFIG, np.full(7, -2.9), np.full(7, 2.9))
@@ -150,3 +152,41 @@ def test_joint_commands_need_limits_and_kinematics():
         FILTER.filter_joint_command(JointCommand(np.zeros(7)), np.zeros(7), 0.1)
     with pytest.raises(ValueError, match="needs 7 positions"):
         JOINT_FILTER.filter_joint_command(JointCommand(np.zeros(6)), np.zeros(7), 0.1)
+
+
+TILTED = SafetyFilter(SafetyConfig(max_tilt_rad=0.3))
+TCP_M = np.array([0.5, 0.0, 0.2])
+DOWN = np.diag([1.0, -1.0, -1.0])  # the tool's approach axis (z) pointing straight down
+small_rotation = st.lists(st.floats(-0.08, 0.08), min_size=3, max_size=3).map(np.array)  # within max_rot_step_rad
+orientation = st.lists(st.floats(-0.6, 0.6), min_size=3, max_size=3).map(lambda v: rotvec_to_matrix(np.array(v)) @ DOWN)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rotation=small_rotation, target_rot=orientation)
+def test_the_tilt_cone_is_never_left_and_never_widened(rotation, target_rot):
+    """From inside the cone the tool stays inside; from outside it never tilts further; the turn about
+    the vertical always passes."""
+    safe, violations = TILTED.filter_ee_delta(EEDeltaCommand(np.zeros(3), rotation, 0.0), TCP_M, target_rot)
+    before = tilt_rad(target_rot)
+    after = tilt_rad(rotvec_to_matrix(safe.rotation_rad) @ target_rot)
+    assert after <= max(0.3, before) + 1e-6
+    assert safe.rotation_rad[2] == rotation[2]
+    if violations:
+        assert [v.kind for v in violations] == ["tilt"] and "max_tilt_rad" in violations[0].detail
+    else:
+        np.testing.assert_array_equal(safe.rotation_rad, rotation)
+
+
+def test_a_tilting_command_stops_at_the_cone_and_yaw_passes():
+    target_rot = rotvec_to_matrix(np.array([0.25, 0.0, 0.0])) @ DOWN  # 0.25 rad tilted about x
+    safe, violations = TILTED.filter_ee_delta(EEDeltaCommand(np.zeros(3), np.array([0.1, 0.0, 0.1]), 0.0),
+                                              TCP_M, target_rot)
+    assert [v.kind for v in violations] == ["tilt"]
+    assert 0.04 < safe.rotation_rad[0] < 0.06 and safe.rotation_rad[1] == 0.0  # about 0.25 + 0.05: the 0.3 rad cone
+    assert tilt_rad(rotvec_to_matrix(safe.rotation_rad) @ target_rot) == pytest.approx(0.3, abs=1e-5)
+    untouched, none = TILTED.filter_ee_delta(EEDeltaCommand(np.zeros(3), np.array([-0.1, 0.0, 0.1]), 0.0),
+                                             TCP_M, target_rot)
+    assert none == [] and np.array_equal(untouched.rotation_rad, [-0.1, 0.0, 0.1])  # straightening passes
+    free, none = FILTER.filter_ee_delta(EEDeltaCommand(np.zeros(3), np.array([0.1, 0.0, 0.0]), 0.0),
+                                        TCP_M, target_rot)
+    assert none == [], "no max_tilt_rad: any orientation"

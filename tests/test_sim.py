@@ -16,10 +16,13 @@ from gymnasium.utils.env_checker import check_env
 from robolearn.cell import load_cell
 from robolearn.cli import main
 from robolearn.config import ConfigError
+from robolearn.drivers.rotations import matrix_to_quat
 from robolearn.env import make_env
 from robolearn.interfaces import EEDeltaCommand
+from robolearn.safety import tilt_rad
 from robolearn.sim import Twin
 from robolearn.sim.panda import PANDA_Q_LOWER_RAD, PANDA_Q_UPPER_RAD
+from robolearn.sim.tasks import yaw_of
 
 REPO = Path(__file__).resolve().parents[1]
 CELLS = sorted((REPO / "configs" / "cells").glob("*.yaml"))
@@ -73,6 +76,21 @@ def test_sim_arm_reports_clips_and_rejects_nan():
     assert "workspace" in {v.kind for v in applied.violations}
     assert twin.arm.target_pos_m[2] >= twin.cell.safety.workspace_min_m[2] - 1e-9
 
+
+
+def test_sim_arm_keeps_the_tool_inside_the_tilt_cone():
+    twin = Twin(load_cell(SIM_PANDA, ["safety.max_tilt_rad=0.2"]))
+    yaw_before = yaw_of(matrix_to_quat(twin.arm.target_rot))
+    kinds = set()
+    for _ in range(20):  # keeps rolling and turning: the roll stops at the cone, the turn goes on
+        kinds |= {v.kind for v in twin.arm.command(EEDeltaCommand(np.zeros(3), np.array([0.1, 0.0, 0.05]), 0.0)).violations}
+        twin.advance(twin.cell.control_dt_s)
+    assert kinds == {"tilt"}
+    assert tilt_rad(twin.arm.target_rot) == pytest.approx(0.2, abs=1e-4)
+    measured = twin.data.site_xmat[twin.arm.site_id].reshape(3, 3)
+    assert tilt_rad(measured) < 0.2 + 0.02
+    turned = (yaw_of(matrix_to_quat(twin.arm.target_rot)) - yaw_before + np.pi) % (2 * np.pi) - np.pi
+    assert abs(turned) > 0.5, "the turn about the vertical was not limited"
 
 PINHOLE = ["cameras.0.width_px=160", "cameras.0.height_px=120", "cameras.0.fx_px=150.0", "cameras.0.fy_px=125.0",
            "cameras.0.cx_px=71.5", "cameras.0.cy_px=66.25"]
