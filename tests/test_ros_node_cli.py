@@ -88,3 +88,15 @@ def test_a_node_stops_cleanly_when_its_terminal_hangs_up():
         router.close()
     assert proc.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["node"] == "twin"
+
+
+def test_a_misspelt_param_is_refused_with_the_params_the_node_takes():
+    from robolearn.ros.zenoh_backend import free_endpoint, open_router
+
+    endpoint = free_endpoint()
+    router = open_router(endpoint)
+    try:
+        with pytest.raises(SystemExit, match=r"node twin has no parameter 'tsak'; it takes: .*\btask\b"):
+            main(["node", "twin", "--param", "tsak=reach", "--cell", "configs/cells/sim_panda.yaml", "--router", endpoint])
+    finally:
+        router.close()

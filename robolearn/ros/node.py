@@ -129,6 +129,13 @@ class Node:
         self._parameters[name] = value
         return value
 
+    def declared_parameters(self) -> dict[str, Any]:
+        return dict(self._parameters)
+
+    def undeclared_parameters(self) -> list[str]:
+        """Overrides given at construction that no ``declare_parameter`` asked for (typos, as a rule)."""
+        return sorted(set(self._overrides) - set(self._parameters))
+
     def get_parameter(self, name: str) -> Any:
         if name not in self._parameters:
             raise KeyError(f"parameter {name!r} is not declared on node {self.name!r}")

@@ -64,6 +64,10 @@ def _run_node(name: str, cell: CellConfig, params: dict[str, Any], backend: str,
         node = stack.enter_context(Node(params.pop("node_name", name), backend=backend, parameters=params,
                                         settings=settings))
         summary = _build(name, node, cell, stack)
+        unknown = node.undeclared_parameters()
+        if unknown:
+            raise SystemExit(f"robolearn: node {name} has no parameter {', '.join(map(repr, unknown))}; it takes: "
+                             f"{', '.join(sorted(node.declared_parameters())) or 'none'} (robolearn node --help)")
         node.spin()
     return summary()
 
