@@ -1,14 +1,15 @@
-"""Maps `drivers/`, `sim/` and `configs/` into the `robolearn` package (DESIGN.md, "Layout") and
-ships the data files the code reads: the cell, task and algorithm YAMLs (`robolearn/configs`, found
-by `robolearn.config.resolve_config_path`) and the ROS 2 message definitions (`robolearn/ros/msg`)."""
+"""Maps `drivers/`, `sim/`, `configs/` and `launch/` into the `robolearn` package (DESIGN.md, "Layout")
+and ships the data files the code reads: the cell, task and algorithm YAMLs (`robolearn/configs`) and
+the launch files (`robolearn/launch`), both found by `robolearn.config.resolve_config_path`, and the
+ROS 2 message definitions (`robolearn/ros/msg`)."""
 
 from pathlib import Path
 
 from setuptools import find_namespace_packages, setup
 
 PACKAGE_ROOTS = {"robolearn": "robolearn", "robolearn.drivers": "drivers", "robolearn.sim": "sim",
-                 "robolearn.configs": "configs"}
-PACKAGE_DATA = {"robolearn.ros": ["msg/*.msg"], "robolearn.configs": ["*.yaml"],
+                 "robolearn.configs": "configs", "robolearn.launch": "launch"}
+PACKAGE_DATA = {"robolearn.ros": ["msg/*.msg"], "robolearn.configs": ["*.yaml"], "robolearn.launch": ["*.yaml", "*.py"],
                 **{f"robolearn.configs.{d.name}": ["*.yaml"] for d in Path("configs").iterdir() if d.is_dir()}}
 
 

@@ -288,10 +288,10 @@ def _list_index(items: list, path: list[str], i: int) -> int:
 
 
 SHIPPED_CONFIGS_ROOTS = (Path(__file__).resolve().parent, Path(__file__).resolve().parents[1])
-"""Where the shipped ``configs/...`` live: inside the package (a wheel installs ``configs/`` as
-``robolearn/configs``), or in the checkout robolearn runs from (an editable install). A
-``configs/...`` path that does not exist relative to the working directory is looked up there, so
-the shipped cells, tasks and algorithms load from any directory."""
+"""Where the shipped ``configs/...`` and ``launch/...`` live: inside the package (a wheel installs them
+as ``robolearn/configs`` and ``robolearn/launch``), or in the checkout robolearn runs from (an
+editable install). Such a path that does not exist relative to the working directory is looked up
+there, so the shipped cells, tasks, algorithms and launch files load from any directory."""
 
 
 def resolve_config_path(path: str | Path) -> Path:

@@ -100,8 +100,8 @@ def test_shipped_configs_load_from_any_working_directory(tmp_path, monkeypatch):
 
 
 def test_a_wheel_ships_the_configs_and_message_files(tmp_path):
-    """A normal (non-editable) install has the shipped cells, tasks, algorithms and ROS messages, and
-    finds ``configs/...`` from any directory."""
+    """A normal (non-editable) install has the shipped cells, tasks, algorithms, launch files and ROS
+    messages, and finds ``configs/...`` and ``launch/...`` from any directory."""
     import shutil
     import subprocess
     import sys
@@ -119,7 +119,7 @@ def test_a_wheel_ships_the_configs_and_message_files(tmp_path):
                     "-w", str(tmp_path / "dist")], check=True, capture_output=True)
     wheel = next((tmp_path / "dist").glob("robolearn-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for shipped in (repo / "configs").rglob("*.yaml"):
+    for shipped in [*(repo / "configs").rglob("*.yaml"), *(repo / "launch").glob("*.yaml")]:
         assert f"robolearn/{shipped.relative_to(repo)}" in names, shipped
     for message in (repo / "robolearn" / "ros" / "msg").glob("*.msg"):
         assert str(message.relative_to(repo)) in names, message
@@ -127,8 +127,9 @@ def test_a_wheel_ships_the_configs_and_message_files(tmp_path):
                     str(wheel)], check=True, capture_output=True)
     probe = ("import robolearn, robolearn.config as c; from robolearn.cell import load_cell; "
              "print(robolearn.__file__); print(c.resolve_config_path('configs/algos/bc.yaml')); "
-             "print(load_cell('configs/cells/sim_panda.yaml').name)")
+             "print(load_cell('configs/cells/sim_panda.yaml').name); from robolearn.ros.launch import load_launch; "
+             "print(load_launch('launch/twin_collect.yaml', ['episodes=3']).args['episodes'])")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(tmp_path / "site")}).stdout.splitlines()
     site = tmp_path / "site" / "robolearn"
-    assert out == [str(site / "__init__.py"), str(site / "configs" / "algos" / "bc.yaml"), "sim_panda"]
+    assert out == [str(site / "__init__.py"), str(site / "configs" / "algos" / "bc.yaml"), "sim_panda", "3"]
