@@ -282,3 +282,25 @@ def test_actor_refuses_pushed_weights_that_do_not_fit(tmp_path):
         actor.close()
         learner.close()
         router.close()
+
+
+def test_checkpoints_take_at_most_their_share_of_the_learners_time(tmp_path):
+    """A replay buffer that takes long to save (pixels) stretches the checkpoint interval, so the
+    learner keeps training; what is not committed yet stays with the actor."""
+    endpoint = free_endpoint()
+    router = open_router(endpoint)
+    learner = _learner(tmp_path, endpoint)
+    learner.cfg.checkpoint_every_s, learner.cfg.checkpoint_max_time_fraction = 0.01, 0.1
+    try:
+        learner.inbox.put(_message("s", list(range(20)), [0.0] * 20, [False] * 20, [False] * 20, [False] * 20))
+        learner.receive()
+        learner.checkpoint()
+        assert learner.checkpoint_s > 0 and learner.committed == {"s": 20}
+        time.sleep(0.02)
+        interval_s = learner.checkpoint_s / 0.1
+        assert learner.checkpoint_due() == (interval_s < 0.02)
+        learner._last_ckpt -= interval_s
+        assert learner.checkpoint_due()
+    finally:
+        learner.close()
+        router.close()

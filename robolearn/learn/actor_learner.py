@@ -50,7 +50,10 @@ log = logging.getLogger(__name__)
 class ActorLearnerConfig:
     """router: the Zenoh router both sides connect to (``tcp/<host>:<port>``). push_weights_every:
     learner update cycles between weight broadcasts (SERL: 30–50 steps). checkpoint_every_s: how often
-    the learner commits (checkpoints, then acknowledges) what it received. learner_timeout_s: silence
+    the learner commits (checkpoints, then acknowledges) what it received; at most
+    ``checkpoint_max_time_fraction`` of its time goes to checkpoints (the replay buffer is saved whole,
+    which grows with it, with pixels most of all), so the interval stretches to that share, while the
+    actor keeps what is not yet committed. learner_timeout_s: silence
     after which the actor considers the learner away. start_transitions: online transitions before the
     first update (at least; the algorithm's ``start_steps`` and WSRL's ``warmup_steps`` also apply);
     from then on the learner runs at most one update cycle (``utd`` critic steps + one actor step) per
@@ -61,9 +64,14 @@ class ActorLearnerConfig:
     resend_s: float = 1.0
     push_weights_every: int = 20
     checkpoint_every_s: float = 2.0
+    checkpoint_max_time_fraction: float = 0.1
     learner_timeout_s: float = 5.0
     hold_when_learner_away: bool = False
     start_transitions: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.checkpoint_max_time_fraction <= 1.0:
+            raise ValueError(f"checkpoint_max_time_fraction must be in (0, 1], got {self.checkpoint_max_time_fraction}")
 
 
 def open_session(router: str, wait_s: float = 120.0) -> zenoh.Session:
@@ -303,6 +311,7 @@ class Learner:
         # WSRL: no update before its warm-up transitions (the actors run the pretrained policy meanwhile)
         self.start_transitions = max(cfg.start_transitions, agent.cfg.start_steps, getattr(agent.cfg, "warmup_steps", 0))
         self._last_ckpt = self._last_ack = time.monotonic()
+        self.checkpoint_s = 0.0
         self.weights_pushed = 0
 
     def buffer_rngs(self) -> dict[str, np.random.Generator]:
@@ -347,6 +356,7 @@ class Learner:
         self.weights_pushed += 1
 
     def checkpoint(self) -> None:
+        started = time.monotonic()
         replay = {f"online.{k}": v for k, v in self.buffer.online.state_dict().items()}
         if len(self.buffer.demo) > self.store_demos:  # interventions joined the demonstrations
             replay.update({f"demo.{k}": v for k, v in self.buffer.demo.state_dict().items()})
@@ -355,7 +365,14 @@ class Learner:
                    committed=self.expected, updates=self.updates, store_demos=self.store_demos, **self.extra_config)
         self.committed = dict(self.expected)
         self._last_ckpt = time.monotonic()
+        self.checkpoint_s = self._last_ckpt - started
         self.ack()
+
+    def checkpoint_due(self) -> bool:
+        """Every ``checkpoint_every_s``, or less often when saving would otherwise take more than
+        ``checkpoint_max_time_fraction`` of the learner's time."""
+        interval_s = max(self.cfg.checkpoint_every_s, self.checkpoint_s / self.cfg.checkpoint_max_time_fraction)
+        return time.monotonic() - self._last_ckpt > interval_s
 
     def ack(self) -> None:
         """Acknowledge committed transitions (also the learner's heartbeat)."""
@@ -385,7 +402,7 @@ class Learner:
                 self.push_weights()
         else:
             time.sleep(0.01)
-        if time.monotonic() - self._last_ckpt > self.cfg.checkpoint_every_s:
+        if self.checkpoint_due():
             self.checkpoint()
         elif time.monotonic() - self._last_ack > 0.5:
             self.ack()
