@@ -29,6 +29,15 @@ def test_image_fast_path_equals_rosbags_cdr():
         messages.typestore().serialize_cdr(compressed, messages.COMPRESSED_IMAGE))
 
 
+def test_received_pixels_are_a_view_of_the_wire_bytes():
+    rgb = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    cdr = messages.serialize(messages.image_msg(rgb, 5, "cam"), messages.IMAGE)
+    msg = messages.deserialize(cdr, messages.IMAGE)
+    np.testing.assert_array_equal(messages.image_array(msg), rgb)
+    assert np.shares_memory(msg.data, np.frombuffer(cdr, np.uint8)), "the pixels were copied on receive"
+    assert msg.header.frame_id == "cam" and messages.stamp_ns(msg) == 5
+
+
 def test_compressed_image_round_trip_and_twist():
     yy, xx = np.mgrid[0:48, 0:64]
     rgb = np.stack([xx * 4, yy * 5, np.full_like(xx, 200)], axis=-1).astype(np.uint8)  # smooth: JPEG-friendly

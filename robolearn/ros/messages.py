@@ -113,7 +113,8 @@ def serialize(msg: Any, typename: str) -> bytes:
 
 
 def deserialize(data: bytes | memoryview, typename: str) -> Any:
-    return typestore().deserialize_cdr(data, typename)
+    """CDR bytes → a rosbags message. Byte arrays (an image's pixels) are views into ``data``, not copies."""
+    return typestore().deserialize_cdr(memoryview(data), typename)
 
 
 def header(stamp_ns: int, frame_id: str = "") -> Any:
