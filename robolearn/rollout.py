@@ -38,7 +38,8 @@ def is_human_teleop(name: str) -> bool:
 
 
 def make_teleop(name: str, env, noise_scale: float = 0.0, seed: int | None = None) -> Teleop:
-    """``expert`` (the task's scripted expert) or any registered teleop type (``keyboard``, ...)."""
+    """``expert`` (the task's scripted expert), ``random`` (uniformly random actions, seeded) or any
+    registered teleop type (``keyboard``, ...)."""
     from robolearn.cell import TeleopConfig
 
     if not noise_scale >= 0.0:
@@ -48,6 +49,10 @@ def make_teleop(name: str, env, noise_scale: float = 0.0, seed: int | None = Non
         from robolearn.sim.experts import make_expert
 
         return make_expert(env, noise_scale=noise_scale, seed=seed)
+    if name == "random":
+        from robolearn.sim.experts import RandomOperator
+
+        return RandomOperator(seed=seed)
     config = from_dict(TeleopConfig, {"type": name}, source="--teleop")
     teleop = config.create(env.unwrapped.cell, twin=getattr(env.unwrapped, "twin", None))
     teleop.connect()

@@ -62,3 +62,16 @@ class ExpertTeleopConfig(TeleopConfig):
         from robolearn.sim.experts import make_expert
 
         return make_expert(_require_twin(twin, "expert"), noise_scale=self.noise_scale)
+
+
+@TeleopConfig.register("random")
+@dataclass
+class RandomTeleopConfig(TeleopConfig):
+    """Uniformly random actions (``robolearn.sim.experts.RandomOperator``): negatives for reward models."""
+
+    human: ClassVar[bool] = False
+
+    def create(self, cell: CellConfig, twin: Any = None) -> Any:
+        from robolearn.sim.experts import RandomOperator
+
+        return RandomOperator()

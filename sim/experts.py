@@ -228,6 +228,28 @@ EXPERTS: dict[type[TwinTask], type[ScriptedExpert]] = {
 }
 
 
+class RandomOperator:
+    """Uniformly random end-effector deltas and gripper closures, independent at every read: what an
+    untrained policy does. Its episodes are the negatives a success classifier needs besides the
+    expert's near-misses (a gripper closed on nothing, the arm raised empty), the states online
+    fine-tuning visits first. Implements ``robolearn.interfaces.Teleop``."""
+
+    def __init__(self, seed: int | None = None):
+        self.rng = np.random.default_rng(seed)
+
+    def connect(self) -> None:
+        """Nothing to connect."""
+
+    def disconnect(self) -> None:
+        """Nothing to release."""
+
+    def reset(self) -> None:
+        """Nothing to reset: every read is independent."""
+
+    def read(self) -> TeleopCommand:
+        return TeleopCommand(ee_delta=self.rng.uniform(-1.0, 1.0, 6), gripper_closed=float(self.rng.uniform(0.0, 1.0)))
+
+
 def make_expert(env_or_task: Any, noise_scale: float = 0.0, seed: int | None = None) -> ScriptedExpert:
     """The scripted expert for a twin env (``make_env``), its ``TwinTask``, or a twin with a task."""
     task = getattr(getattr(env_or_task, "unwrapped", env_or_task), "task", env_or_task)

@@ -26,7 +26,7 @@ def test_loop_runs_every_stage_and_writes_the_report(tmp_path):
     assert stages["collect"]["episodes_committed"] == 3 and stages["collect"]["success_rate"] > 0
     demos, reward_data = DemoStore.open(out / "demos.zarr"), DemoStore.open(out / "reward_data.zarr")
     assert demos.n_episodes >= 3 and {"rgb_front", "rgb_wrist", "state"} <= set(demos.keys)
-    assert [m["operator"] for m in reward_data.episode_metas()] == ["expert"] * 2 + ["noisy expert"] * 2
+    assert [m["operator"] for m in reward_data.episode_metas()] == ["expert"] * 2 + ["noisy expert", "random"]
     assert (reward_data.episode_lengths == 50).all()  # run past success: positives are recorded
     assert stages["reward"]["cameras"] == ["front", "wrist"] and 0.5 <= stages["reward"]["threshold"] <= 1.0
     assert json.loads((out / "reward" / "config.json").read_text())["type"] == "classifier"

@@ -262,3 +262,20 @@ def test_a_human_teleop_paces_the_twin_to_the_control_rate():
             assert elapsed >= (steps - 1) / hz, "a paced twin never runs ahead of the host clock"
         env.close()
     assert env.unwrapped.twin.time_ns == round(steps / hz * 1e9)
+
+
+def test_random_operator_collects_seeded_negatives(tmp_path):
+    from robolearn.collect import CollectSettings, collect
+    from robolearn.store import DemoStore
+
+    stores = []
+    for name in ("a", "b"):
+        settings = CollectSettings(store=str(tmp_path / f"{name}.zarr"), episodes=2, teleop="random", seed=3,
+                                   cameras=False, task_overrides=["max_episode_steps=20"], progress=False)
+        summary = collect(settings)
+        assert summary["episodes_committed"] == 2 and summary["success_rate"] == 0.0
+        stores.append(DemoStore.open(settings.store))
+    actions = [store.episode(0)["action"] for store in stores]
+    np.testing.assert_array_equal(actions[0], actions[1])  # seeded
+    gripper = actions[0][:, 6]
+    assert len(np.unique(gripper)) == 20 and gripper.min() > -1 and gripper.max() < 1  # half-closed grippers too

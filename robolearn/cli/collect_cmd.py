@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cell", default="configs/cells/sim_panda.yaml", help="cell YAML (default: %(default)s)")
     parser.add_argument("--task", default="pick_cube", help="task name (reach, pick_cube, push_cube, pick_cube_reset, push_cube_reset) or a task YAML "
                         "(default: %(default)s)")
-    parser.add_argument("--teleop", default="expert", help="expert (scripted), keyboard, or another registered teleop type")
+    parser.add_argument("--teleop", default="expert", help="expert (scripted), random (uniform random actions: negatives for a reward model), keyboard, or another registered teleop type")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to commit (default: %(default)s)")
     parser.add_argument("--store", required=True, help="store path (a .zarr directory)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: %(default)s)")

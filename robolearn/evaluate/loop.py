@@ -10,7 +10,8 @@ expert``, ``robolearn eval`` (the record is stored beside each checkpoint, where
 deploy`` looks). The policy the loop hands over is the checkpoint with the best twin success rate.
 
 Layout of ``out``: ``demos.zarr`` (demonstrations, then the online episodes), ``reward_data.zarr``
-(episodes that run past success; half by a very noisy expert, mostly failures),
+(episodes that run past success: half by the expert, a quarter by a very noisy expert, mostly
+failures, and a quarter of uniformly random actions, the states a fresh policy visits),
 ``backbone/`` (a small random CLIP when none is given: the machines that run this cannot download
 weights), ``reward/``, ``pretrain/last``, ``finetune/last`` (each with ``evaluations/``),
 ``loop.json``, ``report.html``.
@@ -39,7 +40,8 @@ FAILURE_NOISE = 1.0
 class LoopBudget:
     """How much of each stage to run. demos: expert episodes (``demo_noise``: action noise std as a
     fraction of the range); reward_episodes: episodes recorded past success for the classifier, half
-    by the expert with ``demo_noise``, half with noise ``FAILURE_NOISE`` (mostly failures);
+    by the expert with ``demo_noise``, a quarter with noise ``FAILURE_NOISE`` (mostly failures), a
+    quarter of uniformly random actions;
     reward_steps: classifier head updates; pretrain_steps: BC gradient steps; finetune_steps:
     online env steps; finetune_critics: RLPD's critic ensemble (10 in RLPD and SERL, 2 in
     HIL-SERL); finetune_utd: critic updates per env step; eval_episodes: twin episodes per checkpoint."""
@@ -106,19 +108,24 @@ def run_loop(cell: str, task: str, out: str | Path, budget: LoopBudget, workers:
 
     def reward_stage() -> dict[str, Any]:
         past_success = ["terminate_on_success=false", f"max_episode_steps={REWARD_EPISODE_STEPS}"]
-        half = budget.reward_episodes // 2
-        clean = collect_all(CollectSettings(cell=cell, task=task, store=reward_store, episodes=budget.reward_episodes - half,
-                                            noise=budget.demo_noise, seed=seed + 50_000, operator="expert",
-                                            task_overrides=past_success))
-        noisy = collect_all(CollectSettings(cell=cell, task=task, store=reward_store, episodes=half, noise=FAILURE_NOISE,
+        quarter = budget.reward_episodes // 4
+        clean = collect_all(CollectSettings(cell=cell, task=task, store=reward_store,
+                                            episodes=budget.reward_episodes - 2 * quarter, noise=budget.demo_noise,
+                                            seed=seed + 50_000, operator="expert", task_overrides=past_success))
+        noisy = collect_all(CollectSettings(cell=cell, task=task, store=reward_store, episodes=quarter, noise=FAILURE_NOISE,
                                             seed=seed + 60_000, operator="noisy expert", task_overrides=past_success))
+        # What a fresh policy does (the gripper closed on nothing, the arm raised empty): without these
+        # negatives the classifier calls a closed gripper at home a success.
+        random = collect_all(CollectSettings(cell=cell, task=task, store=reward_store, episodes=quarter, teleop="random",
+                                             seed=seed + 70_000, operator="random", task_overrides=past_success))
         encoder = backbone or str(save_tiny_clip(out / "backbone"))
         config = ClassifierTrainConfig(backbone=encoder, steps=budget.reward_steps, seed=seed)
         model, report = train_classifier_from_store(DemoStore.open(reward_store), config, progress=True)
         save_classifier(model, out / "reward")
         return {"checkpoint": str(out / "reward"), "backbone": encoder, "cameras": model.cameras,
-                "episodes": clean["episodes_committed"] + noisy["episodes_committed"],
-                "episode_success_rate": {"expert": clean["success_rate"], "noisy expert": noisy["success_rate"]},
+                "episodes": clean["episodes_committed"] + noisy["episodes_committed"] + random["episodes_committed"],
+                "episode_success_rate": {"expert": clean["success_rate"], "noisy expert": noisy["success_rate"],
+                                         "random": random["success_rate"]},
                 **report}
 
     stage("reward", reward_stage)
