@@ -279,3 +279,16 @@ def test_random_operator_collects_seeded_negatives(tmp_path):
     np.testing.assert_array_equal(actions[0], actions[1])  # seeded
     gripper = actions[0][:, 6]
     assert len(np.unique(gripper)) == 20 and gripper.min() > -1 and gripper.max() < 1  # half-closed grippers too
+
+
+def test_a_control_period_between_physics_steps_keeps_the_rate_on_average():
+    twin = Twin(load_cell(SIM_PANDA, ["control_hz=15.0"]))  # 500 Hz physics: 33⅓ steps per control period
+    stamps = []
+    for _ in range(15):
+        twin.advance(twin.cell.control_dt_s)
+        stamps.append(twin.time_ns)
+    assert stamps[-1] == 1_000_000_000
+    assert set(np.diff([0, *stamps])) == {66_000_000, 68_000_000}  # 33 or 34 steps of 2 ms
+    twin.reset()
+    twin.advance(0.1)
+    assert twin.time_ns == 100_000_000
