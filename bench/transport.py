@@ -1,18 +1,18 @@
 """Transport benchmark: 640×480 RGB ``sensor_msgs/Image`` at 30 Hz across two processes.
 
-The same run measures raw zenoh puts of the same CDR bytes (the baseline) and the robolearn node
-API (rosbags CDR serialization, rmw_zenoh key expression and attachment, deserialization and dispatch
-on the subscriber's spin thread). The two streams are interleaved (a raw frame, half a period later
-a node frame), so both see the same machine load. Latency is one-way on the host monotonic clock
-shared by both processes: for the node API from the ``publish`` call (the header stamp is taken just
-before it, so serialization counts) to the subscription callback; for raw zenoh from the ``put`` to
-the sample's bytes in the zenoh callback. The node subscription keeps ``SUBSCRIPTION_DEPTH``
-messages (keep-last 2, what the camera topics use), so frames a real subscriber would lose to a slow
-spin thread count as lost here too. A frame counts as delivered only when it arrives intact (the
-published shape, the full payload); a wrong one counts in ``*_corrupt`` and as lost. Prints one
-JSON line last: ``image_30hz_p50_ms``, ``image_30hz_p99_ms``, ``image_30hz_loss`` (node API), the
-raw baseline's p50/p99/loss, both corrupt counts, and ``overhead_vs_raw_zenoh`` (node p50 / raw
-p50). Targets: loss 0, p99 ≤ 15 ms, overhead ≤ 1.5×.
+The same run measures raw zenoh puts of the same CDR bytes (the baseline) and the robolearn node API
+as the camera node uses it (the frame's CDR built per frame, rmw_zenoh key expression and
+attachment; rosbags deserialization and dispatch on the subscriber's spin thread). The two streams
+are interleaved (a raw frame, half a period later a node frame), so both see the same machine load.
+Latency is one-way on the host monotonic clock shared by both processes: for the node API from
+before the frame is serialized (its header stamp) to the subscription callback; for raw zenoh from
+the ``put`` to the sample's bytes in the zenoh callback. The node subscription keeps
+``SUBSCRIPTION_DEPTH`` messages (keep-last 2, what the camera topics use), so frames a real
+subscriber would lose to a slow spin thread count as lost here too. A frame counts as delivered only
+when it arrives intact (the published shape, the full payload); a wrong one counts in ``*_corrupt``
+and as lost. Prints one JSON line last: ``image_30hz_p50_ms``, ``image_30hz_p99_ms``,
+``image_30hz_loss`` (node API), the raw baseline's p50/p99/loss, both corrupt counts, and
+``overhead_vs_raw_zenoh`` (node p50 / raw p50). Targets: loss 0, p99 ≤ 15 ms, overhead ≤ 1.5×.
 
     python bench/transport.py [--frames 300]
 """
@@ -122,7 +122,7 @@ def main() -> None:
             if delay > 0:
                 time.sleep(delay)
             if send_node:
-                publisher.publish(messages.image_msg(rgb, now_ns(), "bench"))
+                publisher.publish_cdr(messages.image_cdr(rgb, now_ns(), "bench"))
             else:
                 raw_publisher.put(cdr, attachment=struct.pack("<qqB16s", i + 1, now_ns(), 16, gid))
     output, _ = child.communicate(timeout=args.frames / RATE_HZ * 2 + 60)

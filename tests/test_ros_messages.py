@@ -20,6 +20,7 @@ def test_image_fast_path_equals_rosbags_cdr():
             fast = messages.serialize(msg, messages.IMAGE)
             assert isinstance(fast, bytes)
             assert fast == bytes(messages.typestore().serialize_cdr(msg, messages.IMAGE))
+            assert messages.image_cdr(array, stamp, frame_id) == fast  # what the camera node publishes
             back = messages.deserialize(fast, messages.IMAGE)
             np.testing.assert_array_equal(messages.image_array(back), array)
             assert messages.stamp_ns(back) == stamp and back.header.frame_id == frame_id

@@ -106,10 +106,15 @@ def serialize(msg: Any, typename: str) -> bytes:
     data = getattr(msg, "data", None)
     if typename in BYTE_TAIL_TYPES and isinstance(data, np.ndarray) and data.nbytes >= BYTE_TAIL_MIN_BYTES:
         values = tuple(getattr(msg, name) for name in _tail_fields(typename))
-        head = bytearray(_image_head(typename, msg.header.frame_id, values))
-        _STAMP.pack_into(head, _ENCAPSULATION_BYTES, msg.header.stamp.sec, msg.header.stamp.nanosec)
-        return b"".join((head, struct.pack("<I", data.size), np.ascontiguousarray(data, dtype=np.uint8)))
+        stamp = msg.header.stamp
+        return _byte_tail_cdr(typename, msg.header.frame_id, values, stamp.sec, stamp.nanosec, data)
     return bytes(typestore().serialize_cdr(msg, typename))
+
+
+def _byte_tail_cdr(typename: str, frame_id: str, values: tuple, sec: int, nanosec: int, data: np.ndarray) -> bytes:
+    head = bytearray(_image_head(typename, frame_id, values))
+    _STAMP.pack_into(head, _ENCAPSULATION_BYTES, sec, nanosec)
+    return b"".join((head, struct.pack("<I", data.size), np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)))
 
 
 def deserialize(data: bytes | memoryview, typename: str) -> Any:
@@ -131,18 +136,31 @@ def stamp_ns(msg: Any) -> int:
 def image_msg(rgb: np.ndarray, stamp_ns_: int, frame_id: str) -> Any:
     """``(H, W, 3) uint8`` RGB → ``sensor_msgs/Image`` (``rgb8``); a ``(H, W) float32`` depth in metres →
     ``32FC1``."""
-    array = np.ascontiguousarray(rgb)
-    if array.ndim == 3 and array.dtype == np.uint8 and array.shape[2] == 3:
-        encoding = "rgb8"
-    elif array.ndim == 2 and array.dtype == np.float32:
-        encoding = "32FC1"
-    else:
-        raise ValueError(f"image must be (H, W, 3) uint8 or (H, W) float32, got {array.shape} {array.dtype}")
+    array, encoding = _image_encoding(rgb)
     height, width = array.shape[:2]
     return msg_class(IMAGE)(
         header=header(stamp_ns_, frame_id), height=height, width=width, encoding=encoding, is_bigendian=0,
         step=array.strides[0], data=array.reshape(-1).view(np.uint8),
     )
+
+
+def image_cdr(rgb: np.ndarray, stamp_ns_: int, frame_id: str) -> bytes:
+    """``serialize(image_msg(rgb, stamp_ns_, frame_id), IMAGE)`` without building the message: what a
+    camera publishes at frame rate, with one copy of the pixels (``Publisher.publish_cdr``)."""
+    array, encoding = _image_encoding(rgb)
+    height, width = array.shape[:2]
+    sec, nanosec = divmod(int(stamp_ns_), 1_000_000_000)
+    return _byte_tail_cdr(IMAGE, frame_id, (height, width, encoding, 0, array.strides[0]), sec, nanosec,
+                          array.view(np.uint8))
+
+
+def _image_encoding(image: np.ndarray) -> tuple[np.ndarray, str]:
+    array = np.ascontiguousarray(image)
+    if array.ndim == 3 and array.dtype == np.uint8 and array.shape[2] == 3:
+        return array, "rgb8"
+    if array.ndim == 2 and array.dtype == np.float32:
+        return array, "32FC1"
+    raise ValueError(f"image must be (H, W, 3) uint8 or (H, W) float32, got {array.shape} {array.dtype}")
 
 
 def image_array(msg: Any) -> np.ndarray:
@@ -179,11 +197,11 @@ def compressed_image_array(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
-def frame_msgs(frame: Frame, frame_id: str, stamp_ns_: int) -> tuple[Any, Any | None]:
-    """A camera ``Frame`` → (color Image, depth Image or None), stamped ``stamp_ns_`` (the frame's
-    capture time as ROS system time, ``robolearn.ros.clock.ros_stamp_ns(frame.stamp_ns)``)."""
-    depth = None if frame.depth_m is None else image_msg(frame.depth_m.astype(np.float32), stamp_ns_, frame_id)
-    return image_msg(frame.color, stamp_ns_, frame_id), depth
+def frame_cdrs(frame: Frame, frame_id: str, stamp_ns_: int) -> tuple[bytes, bytes | None]:
+    """A camera ``Frame`` → CDR of (color Image, depth Image or None), stamped ``stamp_ns_`` (the
+    frame's capture time as ROS system time, ``robolearn.ros.clock.ros_stamp_ns(frame.stamp_ns)``)."""
+    depth = None if frame.depth_m is None else image_cdr(frame.depth_m.astype(np.float32), stamp_ns_, frame_id)
+    return image_cdr(frame.color, stamp_ns_, frame_id), depth
 
 
 def camera_info_msg(intrinsics: CameraIntrinsics, stamp_ns_: int, frame_id: str) -> Any:

@@ -34,10 +34,10 @@ class CameraPublisher:
         """Publish ``frame``. stamp_ns: its ROS stamp (system time); default: the frame's monotonic
         capture stamp converted (the twin passes its control tick's stamp instead of its sim time)."""
         stamp = ros_stamp_ns(frame.stamp_ns) if stamp_ns is None else stamp_ns
-        color, depth = messages.frame_msgs(frame, self.frame_id, stamp)
-        self.image_pub.publish(color)
+        color, depth = messages.frame_cdrs(frame, self.frame_id, stamp)
+        self.image_pub.publish_cdr(color)
         if self.depth_pub is not None and depth is not None:
-            self.depth_pub.publish(depth)
+            self.depth_pub.publish_cdr(depth)
         if self.compressed_pub is not None:
             self.compressed_pub.publish(messages.compressed_image_msg(frame.color, stamp, self.frame_id,
                                                                       self.compressed_quality))
