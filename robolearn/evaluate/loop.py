@@ -116,16 +116,16 @@ def run_loop(cell: str, task: str, out: str | Path, budget: LoopBudget, workers:
                                             seed=seed + 60_000, operator="noisy expert", task_overrides=past_success))
         # What a fresh policy does (the gripper closed on nothing, the arm raised empty): without these
         # negatives the classifier calls a closed gripper at home a success.
-        random = collect_all(CollectSettings(cell=cell, task=task, store=reward_store, episodes=quarter, teleop="random",
-                                             seed=seed + 70_000, operator="random", task_overrides=past_success))
+        aimless = collect_all(CollectSettings(cell=cell, task=task, store=reward_store, episodes=quarter, teleop="random",
+                                              seed=seed + 70_000, operator="random", task_overrides=past_success))
         encoder = backbone or str(save_tiny_clip(out / "backbone"))
         config = ClassifierTrainConfig(backbone=encoder, steps=budget.reward_steps, seed=seed)
         model, report = train_classifier_from_store(DemoStore.open(reward_store), config, progress=True)
         save_classifier(model, out / "reward")
         return {"checkpoint": str(out / "reward"), "backbone": encoder, "cameras": model.cameras,
-                "episodes": clean["episodes_committed"] + noisy["episodes_committed"] + random["episodes_committed"],
+                "episodes": clean["episodes_committed"] + noisy["episodes_committed"] + aimless["episodes_committed"],
                 "episode_success_rate": {"expert": clean["success_rate"], "noisy expert": noisy["success_rate"],
-                                         "random": random["success_rate"]},
+                                         "random": aimless["success_rate"]},
                 **report}
 
     stage("reward", reward_stage)
