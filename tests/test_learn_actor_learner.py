@@ -93,11 +93,13 @@ def test_actor_holds_while_learner_is_away_and_resumes_when_it_returns(tmp_path)
         assert _wait_for(lambda: actor.last_heard > 0, 5)
         learner.checkpoint()
         learner.close()
-        thread = threading.Thread(target=actor.run, args=(50, 0.01))
+        # More steps than fit in learner_timeout_s (10 ms each), so the actor must notice and hold.
+        steps = 200
+        thread = threading.Thread(target=actor.run, args=(steps, 0.01))
         thread.start()
         time.sleep(1.5)
         held_at = actor.seq
-        assert held_at < 50
+        assert held_at < steps
         time.sleep(0.5)
         assert actor.seq == held_at  # holding: no env steps while the learner is away
         learner = new_learner()
@@ -105,11 +107,11 @@ def test_actor_holds_while_learner_is_away_and_resumes_when_it_returns(tmp_path)
         loop = threading.Thread(target=lambda: [learner.step() for _ in iter(stop.is_set, True)])
         loop.start()
         thread.join(30)
-        assert actor.seq == 50
+        assert actor.seq == steps
         assert actor.flush(10)
         stop.set()
         loop.join()
-        assert learner.total_committed() == 50
+        assert learner.total_committed() == steps
         learner.close()
     finally:
         actor.close()
