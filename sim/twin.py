@@ -27,7 +27,6 @@ class Twin:
         self.arm = SimArm(self)
         self.cameras = {c.name: SimCamera(self, c) for c in cell.cameras}
         self.time_ns = 0
-        self._steps = self._target_ns = 0
         self.reset()
 
     def reset(self, q_rad: np.ndarray | None = None) -> None:
@@ -41,21 +40,21 @@ class Twin:
         mujoco.mj_forward(self.model, self.data)
         self.arm.reset_target()
         self.time_ns = 0
-        self._steps = self._target_ns = 0
+        self._carry_ns = 0.0  # time asked for but not run yet (negative: run ahead)
 
     def advance(self, duration_s: float) -> None:
         """Run physics (and the arm's controller at every physics step) for ``duration_s``, at least
         one step. A duration that is not a whole number of physics steps (15 Hz control on 500 Hz
         physics: 33⅓) runs the nearest count of steps to the time requested so far (33, 33, 34, ...),
         so the twin's clock keeps the control rate on average and never drifts from it."""
-        self._target_ns += round(duration_s * 1e9)
         step_ns = 1e9 / self.physics_hz
-        n_steps = max(1, round((self._target_ns - self._steps * step_ns) / step_ns))
+        wanted_ns = duration_s * 1e9 + self._carry_ns
+        n_steps = max(1, round(wanted_ns / step_ns))
         for _ in range(n_steps):
             self.arm.apply_control()
             mujoco.mj_step(self.model, self.data)
-        self._steps += n_steps
-        self.time_ns = round(self._steps * step_ns)
+        self._carry_ns = wanted_ns - n_steps * step_ns
+        self.time_ns += round(n_steps * step_ns)
 
     def forward(self) -> None:
         mujoco.mj_forward(self.model, self.data)
