@@ -148,6 +148,25 @@ def test_node_parameters_and_timer(router):
     assert len(ticks) >= 5
 
 
+def test_subscription_keeps_the_last_depth_messages(router):
+    """Messages that arrive while the spin thread is busy wait in a keep-last history of ``depth``:
+    the oldest are dropped, the newest delivered in order."""
+    with Node("talker", settings=settings(router)) as talker, Node("listener", settings=settings(router)) as listener:
+        got = []
+        listener.create_subscription("std_msgs/msg/String", "/chatter", lambda r: got.append(r.msg.data), depth=3)
+        publisher = talker.create_publisher("std_msgs/msg/String", "/chatter")
+        string = messages.msg_class("std_msgs/msg/String")
+        deadline = time.monotonic() + 10
+        while not publisher.has_subscribers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for i in range(8):
+            publisher.publish(string(data=str(i)))
+        time.sleep(1.0)  # all eight arrive (reliable, localhost) before the listener spins
+        listener.spin(until=lambda: len(got) >= 3, timeout_s=5)
+        listener.spin(timeout_s=0.3)
+    assert got == ["5", "6", "7"]
+
+
 def _listening_sockets() -> dict[int, str]:
     """This process's listening TCP sockets: inode → local address (hex, as /proc/net/tcp* has it)."""
     own = set()

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -151,16 +152,14 @@ class Node:
         (keep-last history). A message that does not deserialize as ``typename``, or on which
         ``callback`` raises, is dropped, counted in ``dropped[topic]`` and logged; the node goes on."""
         messages.msg_class(typename)
-        pending: queue.SimpleQueue[tuple[bytes, bytes | None]] = queue.SimpleQueue()
-        waiting = [0]
-        lock = threading.Lock()
+        # Keep-last history: appending to a full deque drops its oldest message (atomically, like popleft).
+        pending: deque[tuple[bytes, bytes | None]] = deque(maxlen=depth)
 
         def deliver() -> None:
-            with lock:
-                if waiting[0] == 0:
-                    return
-                waiting[0] -= 1
-            cdr, attachment = pending.get_nowait()
+            try:
+                cdr, attachment = pending.popleft()
+            except IndexError:  # dropped by the history before its turn
+                return
             try:
                 sequence, stamp = -1, 0
                 if attachment is not None:
@@ -175,12 +174,7 @@ class Node:
                 self._drop(topic, "unusable", err)
 
         def on_data(cdr: bytes, attachment: bytes | None) -> None:
-            with lock:
-                pending.put((cdr, attachment))
-                waiting[0] += 1
-                while waiting[0] > depth:
-                    pending.get_nowait()
-                    waiting[0] -= 1
+            pending.append((cdr, attachment))
             self._events.put(deliver)
 
         return self._backend.create_subscription(typename, topic, on_data, depth, reliable)
