@@ -32,7 +32,7 @@ def record(path, seeds: range) -> DemoStore:
     store = DemoStore.create(path)
     for seed in seeds:
         kind = ("expert", "open_gripper", "random")[seed % 3]
-        expert = make_expert(env, noise_scale=0.1)
+        expert = make_expert(env, noise_scale=0.1, seed=seed)
         obs, _ = env.reset(seed=seed)
         expert.reset()
         rng = np.random.default_rng(seed)
