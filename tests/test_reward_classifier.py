@@ -2,7 +2,12 @@
 expert, expert that never closes the gripper, random actions) into stores, ``robolearn reward
 train`` on one, ``robolearn reward eval`` on held-out episodes, ``robolearn reward relabel``.
 
-The backbone is a tiny random CLIP saved in tmp_path and loaded like downloaded weights."""
+The backbone is a tiny random CLIP saved in tmp_path and loaded like downloaded weights.
+
+Everything is seeded (episodes, the expert's noise, crops, torch), so the held-out numbers are the
+same on every run. They depend on the recording: over nine other noise seeds this random 64-px
+backbone's held-out false-positive rate ranged 0.004–0.032 (three above 0.02), its false positives
+being lift frames a few millimetres short of the success height."""
 
 from __future__ import annotations
 
