@@ -165,6 +165,8 @@ def test_subscription_keeps_the_last_depth_messages(router):
         listener.spin(until=lambda: len(got) >= 3, timeout_s=5)
         listener.spin(timeout_s=0.3)
     assert got == ["5", "6", "7"]
+    with Node("empty", settings=settings(router)) as node, pytest.raises(ValueError, match="depth on /chatter must be at least 1"):
+        node.create_subscription("std_msgs/msg/String", "/chatter", got.append, depth=0)
 
 
 def _listening_sockets() -> dict[int, str]:

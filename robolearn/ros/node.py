@@ -152,6 +152,9 @@ class Node:
         (keep-last history). A message that does not deserialize as ``typename``, or on which
         ``callback`` raises, is dropped, counted in ``dropped[topic]`` and logged; the node goes on."""
         messages.msg_class(typename)
+        if depth < 1:
+            raise ValueError(f"subscription depth on {topic} must be at least 1 (messages kept while the spin thread "
+                             f"is busy), got {depth}")
         # Keep-last history: appending to a full deque drops its oldest message (atomically, like popleft).
         pending: deque[tuple[bytes, bytes | None]] = deque(maxlen=depth)
 
