@@ -63,10 +63,9 @@ def subscriber(endpoint: str, frames: int, payload_bytes: int) -> None:
         raw_ms.append((received_ns - sent_ns) / 1e6)
 
     def on_node(received: Received) -> None:
-        image = messages.image_array(received.msg)
         received_ns = now_ns()
         last_seen["node"] |= received.sequence == frames
-        if image.shape != (HEIGHT, WIDTH, 3):
+        if messages.image_array(received.msg).shape != (HEIGHT, WIDTH, 3):
             corrupt["node"] += 1
             return
         node_ms.append((received_ns - messages.stamp_ns(received.msg)) / 1e6)

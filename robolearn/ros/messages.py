@@ -77,6 +77,7 @@ def dds_type_name(typename: str) -> str:
 BYTE_TAIL_TYPES = (IMAGE, COMPRESSED_IMAGE)
 BYTE_TAIL_MIN_BYTES = 65536
 _STAMP = struct.Struct("<iI")
+_LENGTH = struct.Struct("<I")
 _ENCAPSULATION_BYTES = 4
 
 
@@ -87,11 +88,14 @@ def _tail_fields(typename: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=256)
-def _image_head(typename: str, frame_id: str, values: tuple) -> bytes:
-    """rosbags' CDR of the message with stamp 0 and empty ``data``, less the 4-byte zero length of
-    ``data`` (so the pixels' length and bytes can follow)."""
+def _image_head(typename: str, frame_id: str, values: tuple) -> tuple[bytes, bytes]:
+    """rosbags' CDR of the message with stamp 0 and empty ``data``, split around the stamp (bytes 4..12:
+    ``std_msgs/Header`` comes first) and less the 4-byte zero length of ``data``: (encapsulation
+    header, everything after the stamp), so a frame's CDR is those with its stamp, the pixels'
+    length and the pixels in between and after."""
     msg = msg_class(typename)(header=header(0, frame_id), data=_EMPTY_BYTES, **dict(zip(_tail_fields(typename), values)))
-    return bytes(typestore().serialize_cdr(msg, typename))[:-4]
+    cdr = bytes(typestore().serialize_cdr(msg, typename))
+    return cdr[:_ENCAPSULATION_BYTES], cdr[_ENCAPSULATION_BYTES + _STAMP.size:-_LENGTH.size]
 
 
 def serialize(msg: Any, typename: str) -> bytes:
@@ -99,22 +103,22 @@ def serialize(msg: Any, typename: str) -> bytes:
 
     Images (whose last field is the ``uint8[] data`` sequence) take a fast path with one copy of the
     pixels: rosbags serializes the message with stamp 0 and empty data once per frame id and image
-    format (cached), the stamp is written in place (``std_msgs/Header`` comes first, so the stamp is
-    always bytes 4..12), then the sequence length and the pixels are appended, giving the same bytes
-    as rosbags (the tests check it).
+    format (cached, ``_image_head``), and each frame joins that head, its stamp, the sequence length
+    and the pixels, giving the same bytes as rosbags (the tests check it).
     """
     data = getattr(msg, "data", None)
     if typename in BYTE_TAIL_TYPES and isinstance(data, np.ndarray) and data.nbytes >= BYTE_TAIL_MIN_BYTES:
         values = tuple(getattr(msg, name) for name in _tail_fields(typename))
         stamp = msg.header.stamp
-        return _byte_tail_cdr(typename, msg.header.frame_id, values, stamp.sec, stamp.nanosec, data)
+        return _byte_tail_cdr(typename, msg.header.frame_id, values, stamp.sec, stamp.nanosec,
+                              np.ascontiguousarray(data, dtype=np.uint8))
     return bytes(typestore().serialize_cdr(msg, typename))
 
 
 def _byte_tail_cdr(typename: str, frame_id: str, values: tuple, sec: int, nanosec: int, data: np.ndarray) -> bytes:
-    head = bytearray(_image_head(typename, frame_id, values))
-    _STAMP.pack_into(head, _ENCAPSULATION_BYTES, sec, nanosec)
-    return b"".join((head, struct.pack("<I", data.size), np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)))
+    """``data``: C-contiguous, any shape and dtype; its bytes are the sequence (one copy, in ``join``)."""
+    encapsulation, after_stamp = _image_head(typename, frame_id, values)
+    return b"".join((encapsulation, _STAMP.pack(sec, nanosec), after_stamp, _LENGTH.pack(data.nbytes), data))
 
 
 def deserialize(data: bytes | memoryview, typename: str) -> Any:
@@ -150,8 +154,7 @@ def image_cdr(rgb: np.ndarray, stamp_ns_: int, frame_id: str) -> bytes:
     array, encoding = _image_encoding(rgb)
     height, width = array.shape[:2]
     sec, nanosec = divmod(int(stamp_ns_), 1_000_000_000)
-    return _byte_tail_cdr(IMAGE, frame_id, (height, width, encoding, 0, array.strides[0]), sec, nanosec,
-                          array.view(np.uint8))
+    return _byte_tail_cdr(IMAGE, frame_id, (height, width, encoding, 0, array.strides[0]), sec, nanosec, array)
 
 
 def _image_encoding(image: np.ndarray) -> tuple[np.ndarray, str]:
