@@ -6,7 +6,8 @@ attachment; rosbags deserialization and dispatch on the subscriber's spin thread
 are interleaved (a raw frame, half a period later a node frame), so both see the same machine load.
 Latency is one-way on the host monotonic clock shared by both processes: for the node API from
 before the frame is serialized (its header stamp) to the subscription callback; for raw zenoh from
-the ``put`` to the sample's bytes in the zenoh callback. The node subscription keeps
+the ``put`` to the sample's bytes in a plain zenoh callback (zenoh-python's default, which runs it on
+a thread of its own, as the node API runs callbacks on its spin thread). The node subscription keeps
 ``SUBSCRIPTION_DEPTH`` messages (keep-last 2, what the camera topics use), so frames a real
 subscriber would lose to a slow spin thread count as lost here too. A frame counts as delivered only
 when it arrives intact (the published shape, the full payload); a wrong one counts in ``*_corrupt``
