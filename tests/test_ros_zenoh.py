@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -167,6 +168,36 @@ def test_subscription_keeps_the_last_depth_messages(router):
     assert got == ["5", "6", "7"]
     with Node("empty", settings=settings(router)) as node, pytest.raises(ValueError, match="depth on /chatter must be at least 1"):
         node.create_subscription("std_msgs/msg/String", "/chatter", got.append, depth=0)
+
+
+def test_zenoh_receive_threads_keep_their_python_thread_state_between_samples(router):
+    """Subscription callbacks run on zenoh's receive threads, which enter Python once per sample. Their
+    Python thread state (here: a ``threading.local``) lives on from one sample to the next instead of
+    being created and destroyed each time (``keep_thread_state``, 0.1 ms per camera frame)."""
+    local = threading.local()
+    counts_by_thread: dict[int, list[int]] = {}
+
+    def on_data(cdr: bytes, attachment: bytes | None) -> None:
+        count = getattr(local, "count", 0)
+        counts_by_thread.setdefault(threading.get_ident(), []).append(count)
+        local.count = count + 1
+
+    with Node("talker", settings=settings(router)) as talker, Node("listener", settings=settings(router)) as listener:
+        listener.backend_impl.create_subscription("std_msgs/msg/String", "/chatter", on_data)
+        publisher = talker.create_publisher("std_msgs/msg/String", "/chatter")
+        deadline = time.monotonic() + 10
+        while not publisher.has_subscribers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for i in range(20):
+            publisher.publish(messages.msg_class("std_msgs/msg/String")(data=str(i)))
+            time.sleep(0.01)
+        deadline = time.monotonic() + 5
+        while sum(map(len, counts_by_thread.values())) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert sum(map(len, counts_by_thread.values())) == 20
+    assert max(map(len, counts_by_thread.values())) >= 2
+    for counts in counts_by_thread.values():
+        assert counts == list(range(len(counts)))
 
 
 def _listening_sockets() -> dict[int, str]:

@@ -29,6 +29,7 @@ LAN interface for a robot PC.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import socket
@@ -208,18 +209,38 @@ class ZenohPublisher:
         self._publisher.undeclare()
 
 
+_threads_with_kept_state: set[int] = set()
+
+
+def keep_thread_state() -> None:
+    """Keep the calling foreign thread's Python thread state until the thread ends.
+
+    zenoh-python enters Python from its receive threads with ``PyGILState_Ensure``/``Release`` around
+    every sample, which creates and destroys a thread state each time (python/cpython#146219); cold,
+    that cost about 0.1 ms per 640x480 image here (docs/ros.md, "Performance"). One outer
+    ``PyGILState_Ensure`` that is never released keeps the state: the pattern CPython's C-API docs give
+    for foreign threads that call into Python repeatedly. Call with the GIL held (from a callback).
+    """
+    ident = threading.get_ident()
+    if ident not in _threads_with_kept_state:
+        ctypes.pythonapi.PyGILState_Ensure()
+        _threads_with_kept_state.add(ident)
+
+
 class ZenohSubscription:
-    """Calls ``callback(cdr_bytes, attachment_bytes_or_None)`` from zenoh's thread for every sample."""
+    """Calls ``callback(cdr_bytes, attachment_bytes_or_None)`` on zenoh's receive thread for every sample."""
 
     def __init__(self, session: zenoh.Session, keyexpr: str, token_keyexpr: str,
                  callback: Callable[[bytes, bytes | None], None]):
         def on_sample(sample: zenoh.Sample) -> None:
+            keep_thread_state()
             attachment = sample.attachment
             callback(sample.payload.to_bytes(), None if attachment is None else attachment.to_bytes())
 
         self.keyexpr = keyexpr
-        # Direct: the callback runs on zenoh's receive thread, saving zenoh-python's own thread hop
-        # (it only copies the bytes out and queues them for the node's spin thread).
+        # Direct, on zenoh's receive thread: samples of all the node's topics reach its queue in arrival
+        # order (zenoh-python's default runs each subscriber's callback on a thread of its own, which
+        # reorders topics: the recorder pairs each command with the observation it was taken on).
         self._subscriber = session.declare_subscriber(keyexpr, zenoh.handlers.Callback(on_sample, indirect=False))
         self._token = session.liveliness().declare_token(token_keyexpr)
 
