@@ -49,10 +49,11 @@ class SimCameraConfig(CameraConfig):
 @dataclass
 class ExpertTeleopConfig(TeleopConfig):
     """The task's scripted expert, as a teleop device. noise_scale: std of Gaussian action noise
-    as a fraction of the action range."""
+    as a fraction of the action range. seed: of that noise (None: a fresh one each run)."""
 
     human: ClassVar[bool] = False
     noise_scale: float = 0.0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if not self.noise_scale >= 0.0:
@@ -61,17 +62,19 @@ class ExpertTeleopConfig(TeleopConfig):
     def create(self, cell: CellConfig, twin: Any = None) -> Any:
         from robolearn.sim.experts import make_expert
 
-        return make_expert(_require_twin(twin, "expert"), noise_scale=self.noise_scale)
+        return make_expert(_require_twin(twin, "expert"), noise_scale=self.noise_scale, seed=self.seed)
 
 
 @TeleopConfig.register("random")
 @dataclass
 class RandomTeleopConfig(TeleopConfig):
-    """Uniformly random actions (``robolearn.sim.experts.RandomOperator``): negatives for reward models."""
+    """Uniformly random actions (``robolearn.sim.experts.RandomOperator``): negatives for reward models.
+    seed: of the actions (None: a fresh one each run)."""
 
     human: ClassVar[bool] = False
+    seed: int | None = None
 
     def create(self, cell: CellConfig, twin: Any = None) -> Any:
         from robolearn.sim.experts import RandomOperator
 
-        return RandomOperator()
+        return RandomOperator(seed=self.seed)

@@ -143,6 +143,26 @@ def test_same_seed_same_episode():
     np.testing.assert_array_equal(first["object_state"], second["object_state"])
 
 
+def test_cell_teleops_with_a_seed_repeat_their_commands():
+    """A cell's ``expert`` (with action noise) and ``random`` teleops given a seed give the same
+    commands every run, and different ones for another seed."""
+    from robolearn.sim.configs import ExpertTeleopConfig, RandomTeleopConfig
+    from robolearn.sim.tasks import load_task_config, make_task
+
+    cell = load_cell(SIM_PANDA)
+    twin = Twin(cell)
+    twin.task = make_task(load_task_config("reach"), twin)
+
+    def commands(config) -> np.ndarray:
+        device = config.create(cell, twin)
+        return np.array([device.read().ee_delta for _ in range(5)])
+
+    for kind, options in ((ExpertTeleopConfig, {"noise_scale": 0.2}), (RandomTeleopConfig, {})):
+        first = commands(kind(**options, seed=3))
+        np.testing.assert_array_equal(first, commands(kind(**options, seed=3)))
+        assert not np.array_equal(first, commands(kind(**options, seed=4)))
+
+
 def test_unknown_task_and_missing_object_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="unknown task 'pick_cub'; registered: pick_cube, pick_cube_reset, push_cube, push_cube_reset, reach"):
         make_env(SIM_PANDA, "pick_cub")
