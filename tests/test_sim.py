@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -161,6 +163,27 @@ def test_cell_teleops_with_a_seed_repeat_their_commands():
         first = commands(kind(**options, seed=3))
         np.testing.assert_array_equal(first, commands(kind(**options, seed=3)))
         assert not np.array_equal(first, commands(kind(**options, seed=4)))
+
+
+def test_cli_renders_headless_without_mujoco_gl_set():
+    """A shell with no ``MUJOCO_GL`` and no display (the README's Quickstart on a fresh machine): the CLI
+    loads MuJoCo while it builds its parser (``check-cell`` imports the twin), and the twin's cameras
+    must still render, on EGL. A backend the user chose stays theirs."""
+    script = ("import os, sys\n"
+              "from robolearn.cli import build_parser\n"
+              "build_parser()\n"
+              "from robolearn.cell import load_cell\n"
+              "from robolearn.sim import Twin\n"
+              f"twin = Twin(load_cell({str(SIM_PANDA)!r}))\n"
+              "frame = next(iter(twin.cameras.values())).read()\n"
+              "print(os.environ['MUJOCO_GL'], frame.color.shape, int(frame.color.max()) > 0)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[0] == "egl" and done.stdout.strip().endswith("True")
+    chosen = subprocess.run([sys.executable, "-c", "import os, robolearn; print(os.environ['MUJOCO_GL'])"],
+                            capture_output=True, text=True, env={**env, "MUJOCO_GL": "osmesa"}, timeout=60)
+    assert chosen.stdout.strip() == "osmesa"
 
 
 def test_unknown_task_and_missing_object_are_clear(tmp_path):

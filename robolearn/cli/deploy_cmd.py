@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from robolearn.cli.common import add_json_flag, emit
 from robolearn.errors import RobolearnError
@@ -45,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
     from robolearn.evaluate.devices import open_cell
     from robolearn.learn import load_policy
 
-    os.environ.setdefault("MUJOCO_GL", "egl")
     config = load_deploy_config(args.config, args.deploy_overrides)
     cell = load_cell(args.cell)
     decision = check_gate(args.policy, cell.name, args.task, config)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -69,7 +68,6 @@ def run(args: argparse.Namespace) -> int:
     if is_checkpoint and not (Path(args.policy) / "config.json").is_file():
         raise ConfigError("--policy", args.policy, "is not a checkpoint directory (needs model.safetensors and "
                           "config.json, as written by `robolearn train`/`finetune`), nor `expert`")
-    os.environ.setdefault("MUJOCO_GL", "egl")
     if args.real:
         from robolearn.evaluate.deploy import load_deploy_config
         from robolearn.evaluate.real import record_real_trials

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from robolearn.cli.common import add_json_flag, emit
@@ -41,7 +40,6 @@ def run(args: argparse.Namespace) -> int:
     from robolearn.config import ConfigError
     from robolearn.evaluate.loop import BUDGETS, run_loop
 
-    os.environ.setdefault("MUJOCO_GL", "egl")
     if args.torch_threads > 0:
         import torch
 

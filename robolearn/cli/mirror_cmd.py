@@ -4,7 +4,6 @@ how well it tracks (Real-is-Sim)."""
 from __future__ import annotations
 
 import argparse
-import os
 from typing import TYPE_CHECKING
 
 from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
@@ -62,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
     from robolearn.evaluate.mirror import mirror_samples, samples_from_store, samples_from_topic
     from robolearn.sim import Twin
 
-    os.environ.setdefault("MUJOCO_GL", "egl")
     cell = load_cell(args.cell, args.overrides)
     samples = None
     default = "fixed"

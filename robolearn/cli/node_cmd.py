@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import textwrap
 
@@ -71,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
     from robolearn.ros.nodes.runner import run_node
     from robolearn.ros.zenoh_backend import ZenohSettings
 
-    os.environ.setdefault("MUJOCO_GL", "egl")
     cell = load_cell(args.cell, args.overrides)
     settings = ZenohSettings.from_cell(cell, router_endpoint=args.router, domain_id=args.domain)
     backend = args.backend or cell.ros.backend

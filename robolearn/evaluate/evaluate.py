@@ -12,7 +12,6 @@ import base64
 import io
 import json
 import multiprocessing as mp
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,6 @@ from tqdm import tqdm
 
 from robolearn.evaluate.results import EpisodeRecord, EvalRecord, evaluation_path, model_digest, policy_id_of
 from robolearn.interfaces import Observation, Policy
-
-# Headless rendering (failure frames, videos) unless the user chose a GL backend before MuJoCo loads.
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 EXPERT = "expert"
 
@@ -118,7 +114,6 @@ class _Worker:
     """One env and one policy; runs episodes by index."""
 
     def __init__(self, source: Any, settings: EvalSettings):
-        os.environ.setdefault("MUJOCO_GL", "egl")
         import torch
 
         from robolearn.env import make_env

@@ -26,7 +26,6 @@ starts.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import subprocess
@@ -170,9 +169,7 @@ class Supervisor:
         return cmd
 
     def start(self, node: LaunchNode) -> None:
-        env = dict(os.environ)
-        env.setdefault("MUJOCO_GL", "egl")
-        self.procs[node.name] = subprocess.Popen(self.command(node), env=env, start_new_session=True)
+        self.procs[node.name] = subprocess.Popen(self.command(node), start_new_session=True)
         self.log(f"robolearn launch: started {node.name} (pid {self.procs[node.name].pid})")
 
     def run(self) -> dict[str, Any]:
