@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from robolearn.errors import AlreadyExistsError, NotFoundError
 from robolearn.store.codecs import kind_of
 from robolearn.store.store import DemoStore
 
@@ -185,7 +186,7 @@ def export_lerobot(store: DemoStore, root: str | Path, fps: float | None = None,
 
     root = Path(root)
     if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"{root} exists and is not empty; pick a new directory")
+        raise AlreadyExistsError(f"{root} exists and is not empty; pick a new directory")
     if not store.n_episodes:
         raise ValueError(f"{store.path} has no episodes to export")
     fps = float(fps or _fps(store))
@@ -337,7 +338,7 @@ def import_lerobot(root: str | Path, destination: str | Path, progress: Callable
     root = Path(root)
     info_path = root / "meta" / "info.json"
     if not info_path.exists():
-        raise FileNotFoundError(f"{root} is not a LeRobotDataset (no meta/info.json)")
+        raise NotFoundError(f"{root} is not a LeRobotDataset (no meta/info.json)")
     info = json.loads(info_path.read_text())
     if not str(info.get("codebase_version", "")).startswith("v3"):
         raise ValueError(f"{root} is LeRobotDataset {info.get('codebase_version')}; only v3.x imports (convert it with "

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from robolearn.errors import AlreadyExistsError, NotFoundError
 from robolearn.store.codecs import DEPTH_SCALE_PER_M, kind_of, prepare_depth
 from robolearn.store.store import DemoStore
 
@@ -69,7 +70,7 @@ def export_mcap(store: DemoStore, path: str | Path, progress: Callable[[int], No
 
     path = Path(path)
     if path.exists():
-        raise FileExistsError(f"{path} exists; rosbag2 writes a new directory")
+        raise AlreadyExistsError(f"{path} exists; rosbag2 writes a new directory")
     if not store.n_episodes:
         raise ValueError(f"{store.path} has no episodes to export")
     ts = _typestore()
@@ -142,7 +143,7 @@ def import_mcap(path: str | Path, destination: str | Path, progress: Callable[[i
 
     path = Path(path)
     if not (path / "metadata.yaml").exists():
-        raise FileNotFoundError(f"{path} is not a rosbag2 bag directory (no metadata.yaml); pass the directory "
+        raise NotFoundError(f"{path} is not a rosbag2 bag directory (no metadata.yaml); pass the directory "
                                 "`robolearn data export --format mcap` wrote")
     try:
         with Reader(path) as reader:
