@@ -1,12 +1,17 @@
-"""Learner throughput: RLPD updates with a batched 10-critic ensemble vs a per-critic Python loop.
+"""Learner throughput: RLPD updates with a batched 10-critic ensemble vs a per-critic Python loop, on
+the privileged state (the fast baseline: proprioception and the twin's ``object_state``) and on two
+128×128 cameras, end to end and from the embedding cache.
 
 One update = one critic step (10 LayerNorm critics 256×2, target = min over a random 2, batch 256)
 + one actor step (ensemble-mean objective) + one temperature step. Prints a last-line JSON with
 ``rlpd_state_updates_per_s``, ``rlpd_state_speedup_vs_loop`` (same update, critics as a Python loop
 of separate MLPs, measured in the same run), ``rlpd_state_fraction_of_matmul_peak`` (matmul FLOPs
 of one update counted by ``torch.utils.flop_counter`` × updates/s, over this machine's fp32 matmul
-peak measured here), ``rlpd_pixel_updates_per_s`` (two 128×128 cameras, DrQ CNN encoder) and the
-device. Targets: speedup ≥ 3×, fraction ≥ 0.3. Runs unchanged on CUDA (``--device cuda``).
+peak measured here), ``rlpd_pixel_updates_per_s`` (two 128×128 cameras, DrQ CNN encoder trained
+through the critic), ``rlpd_pixel_cached_updates_per_s`` (the same cameras from the cache: the
+frozen ``fast_cnn`` encoder's 64-d embeddings, 5 cached views per frame) with
+``rlpd_pixel_cached_vs_state`` (its ratio to the state rate, in the same rounds) and the device.
+Targets: speedup ≥ 3×, fraction ≥ 0.3, cached ≥ 0.5× state. Runs unchanged on CUDA (``--device cuda``).
 
 On a shared machine every rate is the best of ``--rounds`` interleaved windows (batched, loop and the
 matmul peak take turns), so that other processes slow all three alike and the ratios stay fair.
@@ -28,9 +33,10 @@ from robolearn.learn.agent_policy import pick_device
 from robolearn.learn.api import compile_agent
 from robolearn.learn.buffer import ReplayBuffer
 from robolearn.learn.models import LoopCriticEnsemble
+from robolearn.learn.observation import EncoderConfig, cached_observation_spaces
 from robolearn.learn.sac import SACAgent, SACConfig
 
-STATE_SHAPES = {"state": (15,), "object_state": (10,)}
+STATE_SHAPES = {"state": (15,), "object_state": (10,)}  # the privileged baseline (twin only)
 PIXEL_SHAPES = {"state": (15,), "rgb_front": (128, 128, 3), "rgb_wrist": (128, 128, 3)}
 ACTION_DIM = 7
 
@@ -55,18 +61,18 @@ def matmul_peak_flops(device: torch.device, seconds: float) -> float:
     return best
 
 
-def make_buffer(shapes: dict, n: int) -> ReplayBuffer:
-    spaces = {k: (s, np.dtype(np.uint8) if k.startswith("rgb_") else np.dtype(np.float32)) for k, s in shapes.items()}
+def make_buffer(spaces: dict, n: int) -> ReplayBuffer:
     buf = ReplayBuffer(spaces, ACTION_DIM, n)
     rng = np.random.default_rng(0)
     for _ in range(n):
-        obs = {k: rng.integers(0, 255, s) if k.startswith("rgb_") else rng.normal(size=s) for k, s in shapes.items()}
+        obs = {k: rng.integers(0, 255, s) if d == np.uint8 else rng.normal(size=s) for k, (s, d) in spaces.items()}
         buf.add(obs, rng.uniform(-1, 1, ACTION_DIM), float(rng.random() < 0.1), obs, False)
     return buf
 
 
-def make_agent(shapes: dict, loop: bool, device: torch.device) -> SACAgent:
-    cfg = SACConfig(algo="rlpd", n_critics=10, critic_subset=2, hidden=(256, 256), batch_size=256)
+def make_agent(shapes: dict, loop: bool, device: torch.device, encoder: EncoderConfig | None = None) -> SACAgent:
+    cfg = SACConfig(algo="rlpd", n_critics=10, critic_subset=2, hidden=(256, 256), batch_size=256,
+                    encoder=encoder or EncoderConfig())
     agent = SACAgent(cfg, shapes, ACTION_DIM)
     if loop:
         agent.critic = LoopCriticEnsemble(agent.encoder.out_dim, ACTION_DIM, 10, (256, 256))
@@ -119,24 +125,29 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
 
-    state_buf = make_buffer(STATE_SHAPES, 2048)
-    batches = [state_buf.sample(256, device) for _ in range(8)]
     batched, loop = make_agent(STATE_SHAPES, False, device), make_agent(STATE_SHAPES, True, device)
+    state_buf = make_buffer(cached_observation_spaces(batched.encoder, STATE_SHAPES), 2048)
+    batches = [state_buf.sample(256, device) for _ in range(8)]
+    cached = make_agent(PIXEL_SHAPES, False, device, EncoderConfig(image="fast_cnn", image_latent_dim=64, cache=True))
+    cached_buf = make_buffer(cached_observation_spaces(cached.encoder, PIXEL_SHAPES), 2048)
+    cached_batches = [cached_buf.sample(256, device) for _ in range(8)]
     flops = update_flops(batched, batches[0])
     if args.compile:
-        compile_agent(batched)
-        compile_agent(loop)
+        for agent in (batched, loop, cached):
+            compile_agent(agent)
     warm_up(batched, batches, device)
     warm_up(loop, batches, device)
-    rate = loop_rate = peak = 0.0
+    warm_up(cached, cached_batches, device)
+    rate = loop_rate = cached_rate = peak = 0.0
     for _ in range(args.rounds):
         peak = max(peak, matmul_peak_flops(device, args.seconds / 2))
         rate = max(rate, updates_per_s(batched, batches, args.seconds, device))
         loop_rate = max(loop_rate, updates_per_s(loop, batches, args.seconds, device))
+        cached_rate = max(cached_rate, updates_per_s(cached, cached_batches, args.seconds, device))
 
-    pixel_buf = make_buffer(PIXEL_SHAPES, 300)
-    pixel_batches = [pixel_buf.sample(256, device) for _ in range(2)]
     pixel_agent = make_agent(PIXEL_SHAPES, False, device)
+    pixel_buf = make_buffer(cached_observation_spaces(pixel_agent.encoder, PIXEL_SHAPES), 300)
+    pixel_batches = [pixel_buf.sample(256, device) for _ in range(2)]
     if args.compile:
         compile_agent(pixel_agent)
     warm_up(pixel_agent, pixel_batches[:1], device)
@@ -152,6 +163,8 @@ def main() -> None:
         "matmul_peak_gflops": round(peak / 1e9, 2),
         "rlpd_state_fraction_of_matmul_peak": round(flops * rate / peak, 3),
         "rlpd_pixel_updates_per_s": round(pixel_rate, 3),
+        "rlpd_pixel_cached_updates_per_s": round(cached_rate, 2),
+        "rlpd_pixel_cached_vs_state": round(cached_rate / rate, 3),
         "device": device_name,
         "compiled": args.compile,
     }))

@@ -29,9 +29,10 @@ import torch  # noqa: E402
 from robolearn.env import make_env  # noqa: E402
 from robolearn.evaluate.stats import wilson_interval  # noqa: E402
 from robolearn.learn.agent_policy import AgentPolicy  # noqa: E402
-from robolearn.learn.api import evaluate, observation_spaces, train_offline, train_online  # noqa: E402
+from robolearn.learn.api import evaluate, observation_spaces, train_offline  # noqa: E402
 from robolearn.learn.bc import BCConfig  # noqa: E402
 from robolearn.learn.buffer import ReplayBuffer  # noqa: E402
+from robolearn.learn.online import train_online  # noqa: E402
 from robolearn.learn.sac import SACConfig  # noqa: E402
 from robolearn.sim.experts import make_expert  # noqa: E402
 
@@ -47,9 +48,9 @@ def task_overrides(reward: str, task_set: list[str]) -> list[str]:
     return [*task_set, *([] if reward == "sparse" else ["reward=dense", "terminate_on_success=false"])]
 
 
-def expert_episodes(n: int, noise_scale: float, seed: int, overrides: list[str],
-                    cell_overrides: list[str]) -> list[dict[str, np.ndarray]]:
-    env = make_env(cell=CELL, task="pick_cube", seed=seed, cameras=False, overrides=cell_overrides,
+def expert_episodes(n: int, noise_scale: float, seed: int, overrides: list[str], cell_overrides: list[str],
+                    cameras: bool | list[str] = False) -> list[dict[str, np.ndarray]]:
+    env = make_env(cell=CELL, task="pick_cube", seed=seed, cameras=cameras, overrides=cell_overrides,
                    task_overrides=overrides)
     expert = make_expert(env, noise_scale=noise_scale, seed=seed)
     episodes = []

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from robolearn.config import ChoiceBase, ChoiceRegistry, ConfigError, load_config
 from robolearn.interfaces import CameraIntrinsics
 
+DEFAULT_CELL = "configs/cells/sim_panda.yaml"
+"""The reference cell (the twin of a Franka Panda with a front and a wrist camera), every command's default."""
+
 
 @dataclass
 class RobotModelConfig:
@@ -261,11 +264,39 @@ class CellConfig:
 def load_cell(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> CellConfig:
     """Load and validate a cell YAML. Raises ConfigError naming the file and key on any problem."""
     cell = load_config(CellConfig, path, overrides)
-    if cell.arm is None:
-        raise ConfigError(str(path), "arm", f"missing; set arm.type to one of: {', '.join(ArmConfig.registry.names())}")
     cell.source_path = str(path)
+    return checked_cell(cell)
+
+
+def checked_cell(cell: CellConfig) -> CellConfig:
+    """``cell`` after the checks that span several keys (an arm, the home pose inside the box)."""
+    if cell.arm is None:
+        raise ConfigError(cell.source_path or cell.name, "arm",
+                          f"missing; set arm.type to one of: {', '.join(ArmConfig.registry.names())}")
     check_home_in_workspace(cell)
     return cell
+
+
+def as_cell(cell: str | Path | CellConfig, overrides: tuple[str, ...] | list[str] = ()) -> CellConfig:
+    """``cell`` itself when it is already loaded (a pipeline loads its cell once and passes it
+    between stages), else ``load_cell(cell, overrides)``; overrides on a loaded cell are applied to
+    its data and checked again."""
+    if not isinstance(cell, CellConfig):
+        return load_cell(cell, overrides)
+    if not overrides:
+        return cell
+    from robolearn.config import apply_overrides, from_dict, to_dict
+
+    source = cell.source_path or cell.name
+    loaded = from_dict(CellConfig, apply_overrides(to_dict(cell), overrides), source=source)
+    loaded.source_path = cell.source_path
+    return checked_cell(loaded)
+
+
+def cell_label(cell: str | Path | CellConfig) -> str:
+    """How records and run configs name a cell: its YAML path, or for a loaded cell its source path
+    (its name when it was built in code)."""
+    return str(cell) if not isinstance(cell, CellConfig) else (cell.source_path or cell.name)
 
 
 def check_home_in_workspace(cell: CellConfig) -> None:

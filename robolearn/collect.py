@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from robolearn.cell import DEFAULT_CELL, CellConfig
 from robolearn.config import ConfigError
 
 
@@ -30,7 +31,7 @@ class CollectSettings:
     streams (False: state only). overrides / task_overrides: ``KEY=VALUE`` for the cell and the task.
     """
 
-    cell: str = "configs/cells/sim_panda.yaml"
+    cell: str | CellConfig = DEFAULT_CELL
     task: str = "pick_cube"
     store: str = "data/demos.zarr"
     episodes: int = 10

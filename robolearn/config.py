@@ -158,6 +158,8 @@ def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
         val_tp = args[1] if args else Any
         return {k: _convert(v, val_tp, source, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):  # already typed (a pipeline hands its loaded cell to each stage)
+            return value
         return from_dict(tp, value, source, key)
     if tp is bool:
         if not isinstance(value, bool):

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from robolearn.cell import CellConfig, load_cell
+from robolearn.cell import CellConfig, as_cell
 from robolearn.errors import UsageError
 from robolearn.interfaces import Arm, Camera, EEDeltaCommand, Observation
 
@@ -185,7 +185,7 @@ def make_env(
     from robolearn.sim import Twin
     from robolearn.sim.tasks import load_task_config, make_task
 
-    cell_config = cell if isinstance(cell, CellConfig) else load_cell(cell, list(overrides))
+    cell_config = as_cell(cell, list(overrides))
     task_config = load_task_config(task, list(task_overrides))
     twin = Twin(cell_config)
     twin_task = make_task(task_config, twin)

@@ -58,6 +58,10 @@ class ScriptedExpert:
         self.phase = 0
         self.phase_steps = 0
 
+    def reseed(self, seed: int) -> None:
+        """Restart the action noise from ``seed`` (a resumable run reseeds every episode)."""
+        self.rng = np.random.default_rng(seed)
+
     def read(self) -> TeleopCommand:
         translation_m, yaw_rad, gripper_closed = self.plan()
         delta = np.zeros(6)

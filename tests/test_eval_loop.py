@@ -15,8 +15,8 @@ from robolearn.loop import LoopBudget, collect_all, run_loop
 from robolearn.store import DemoStore
 
 CELL = "configs/cells/sim_panda.yaml"
-TINY = LoopBudget(demos=3, demo_noise=0.1, reward_episodes=4, reward_steps=50, pretrain_steps=40, finetune_steps=30,
-                  finetune_critics=2, finetune_utd=1, eval_episodes=2)
+TINY = LoopBudget(demos=3, demo_noise=0.1, reward_episodes=4, reward_steps=50, pretrain_steps=20, pretrain_batch=16,
+                  finetune_steps=30, finetune_critics=2, finetune_utd=1, critic_warmup=10, eval_episodes=2)
 
 
 def test_loop_runs_every_stage_and_writes_the_report(tmp_path):
@@ -31,7 +31,12 @@ def test_loop_runs_every_stage_and_writes_the_report(tmp_path):
     assert (reward_data.episode_lengths == 50).all()  # run past success: positives are recorded
     assert stages["reward"]["cameras"] == ["front", "wrist"] and 0.5 <= stages["reward"]["threshold"] <= 1.0
     assert json.loads((out / "reward" / "config.json").read_text())["type"] == "classifier"
-    assert json.loads((out / "pretrain" / "last" / "config.json").read_text())["algo"] == "bc"
+    pretrained = json.loads((out / "pretrain" / "last" / "config.json").read_text())
+    assert pretrained["algo"] == "rlpd" and pretrained["algo_config"]["pretrain"] == "bc"
+    assert sorted(pretrained["obs_shapes"]) == ["rgb_front", "rgb_wrist", "state"] and not pretrained["twin_only"]
+    tuned = json.loads((out / "finetune" / "last" / "config.json").read_text())
+    assert tuned["init"] == str(out / "pretrain" / "last") and tuned["algo_config"]["encoder"]["cache"]
+    assert (out / "pretrain" / "run.yaml").is_file() and (out / "finetune" / "run.yaml").is_file()
     finetuned = stages["finetune"]
     assert finetuned["algo"] == "rlpd" and 0.0 <= finetuned["reward_false_positive_rate"] <= 1.0
     assert summary["reward_false_positive_rate_online"] == finetuned["reward_false_positive_rate"]
@@ -40,10 +45,15 @@ def test_loop_runs_every_stage_and_writes_the_report(tmp_path):
         assert record.n_episodes == 2 and stages["evaluate"][name]["success_rate"] == record.success_rate
     assert summary["policy"] == str(out / summary["policy_stage"] / "last")
     assert summary["success_rate"] == max(stages["evaluate"][n]["success_rate"] for n in ("pretrain", "finetune"))
+    assert summary["observations"] == ["rgb_front", "rgb_wrist", "state"] and summary["twin_only"] is False
+    assert summary["improvement"] == summary["finetuned_success_rate"] - summary["pretrained_success_rate"]
+    low, high = summary["improvement_ci95"]
+    assert low <= summary["improvement"] <= high
     saved = json.loads((out / "loop.json").read_text())
     assert saved["policy"] == summary["policy"] and saved["seconds"] == summary["seconds"]
     html = (out / "report.html").read_text()
     assert html.startswith("<!doctype html>") and "Stages (seconds)" in html and "Online fine-tuning" in html
+    assert "Pretrained vs fine-tuned (same seeds)" in html and "fine-tuned − pretrained" in html
     with pytest.raises(FileExistsError, match="already holds a loop run"):
         run_loop(CELL, "pick_cube", out, TINY, workers=1, log=lambda line: None)
 
@@ -64,10 +74,12 @@ def test_collect_all_returns_the_collect_summary_and_raises_when_episodes_are_mi
 
 @pytest.mark.slow
 def test_quickstart_loop_command(tmp_path):
-    """The README's first Quickstart command (small budget; the 20-minute budget is for a quiet 2-core CPU)."""
+    """The README's first Quickstart command (small budget, sized for 15 minutes on a quiet 2-core CPU):
+    from the cameras, and the fine-tuned policy is the one handed over."""
     out = subprocess.run([sys.executable, "-m", "robolearn", "loop", "--cell", CELL, "--task", "pick_cube",
                           "--out", str(tmp_path / "quickstart"), "--json"], capture_output=True, text=True, timeout=3600)
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(out.stdout.splitlines()[-1])
     assert (tmp_path / "quickstart" / "report.html").is_file()
-    assert summary["total_minutes"] <= 20 and summary["success_rate"] >= 0.5
+    assert summary["observations"] == ["rgb_front", "rgb_wrist", "state"]
+    assert summary["finetuned_success_rate"] > summary["pretrained_success_rate"]

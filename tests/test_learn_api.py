@@ -5,11 +5,13 @@ import torch
 
 from robolearn.learn import load_policy
 from robolearn.learn.agents import make_agent
-from robolearn.learn.api import evaluate, observation_spaces, save_agent, train_offline, train_online
+from robolearn.learn.api import evaluate, observation_spaces, save_agent, train_offline
 from robolearn.learn.bc import BCConfig
 from robolearn.learn.buffer import ReplayBuffer
 from robolearn.learn.checkpoint import load_checkpoint
 from robolearn.learn.iql import IQLConfig
+from robolearn.learn.observation import EncoderConfig
+from robolearn.learn.online import train_online
 from robolearn.learn.sac import SACConfig
 
 
@@ -117,7 +119,7 @@ class PixelPointEnv(gym.Env):
 
 
 def test_pixel_observations_train_with_drq_cnn():
-    cfg = small_sac(image_latent_dim=8, start_steps=5)
+    cfg = small_sac(encoder=EncoderConfig(image_latent_dim=8), start_steps=5)
     result = train_online(PixelPointEnv(), cfg, total_steps=12, progress=False)
     assert result.updates == 7 and result.agent.encoder.image_keys == ["rgb_top"]
     assert result.policy.act(PixelPointEnv().reset(seed=0)[0]).shape == (2,)
@@ -211,7 +213,7 @@ def test_pixel_box_observation_trains_as_an_image(channels_first):
     assert observation_spaces(env.observation_space) == {PIXEL_KEY: ((16, 16, 3), np.dtype(np.uint8))}
     obs = as_obs_dict(env.reset(seed=0)[0])
     assert list(obs) == ["rgb_obs"] and obs["rgb_obs"].shape == (16, 16, 3) and obs["rgb_obs"].max() == 255
-    result = train_online(env, small_sac(image_latent_dim=8, start_steps=4), total_steps=10, progress=False)
+    result = train_online(env, small_sac(encoder=EncoderConfig(image_latent_dim=8), start_steps=4), total_steps=10, progress=False)
     assert result.updates == 6 and result.agent.encoder.image_keys == ["rgb_obs"] and not result.agent.encoder.vector_keys
     assert 0.0 <= evaluate(PixelBoxEnv(channels_first), result.policy, episodes=1)["success_rate"] <= 1.0
 

@@ -57,14 +57,19 @@ def test_train_bc_checkpoints_evaluates_and_resumes(store_path, tmp_path, capsys
     best_config = json.loads((out / "best" / "config.json").read_text())
     best_step = best_config["step"]
     (out / "best" / "config.json").write_text(json.dumps({**best_config, "eval": {**best_config["eval"], "success_rate": 2.0}}))
-    second = _run(base + ["--steps", "40"], capsys)
+    assert main(base + ["--steps", "40"]) == 2
+    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
+    assert main(base + ["--steps", "40", "--resume"]) == 2
+    assert "steps: 20 → 40" in capsys.readouterr().err, "a resume with other settings says what differs"
+    second = _run(base + ["--steps", "40", "--resume", "--allow-config-change"], capsys)
     assert second["resumed_from"] == 20 and second["best_success_rate"] == 2.0
     assert load_policy(out / "best").config["step"] == best_step  # not overwritten by a worse model
     assert sorted(p.name for p in out.glob("step_*")) == ["step_30", "step_40"]  # --keep-checkpoints 2
     assert load_policy(out / "step_30").config["step"] == 30
     assert not (out / "step_30" / "optim.safetensors").exists()  # for evaluation, not for resuming
     policy = load_policy(out / "last")
-    assert policy.config["step"] == 40 and policy.observation_keys == ["object_state", "state"]
+    assert policy.config["step"] == 40 and policy.observation_keys == ["state"]  # what a real cell has
+    assert not policy.config["twin_only"]
     assert (out / "logs" / "scalars.jsonl").exists()
     # robolearn eval over the step checkpoints: records beside each, a report over training steps
     _run(["eval", "--policy", str(out / "step_30"), "--task", "reach", "--episodes", "1"], capsys)
@@ -82,7 +87,8 @@ def test_resume_restores_the_buffer_rng_and_takes_the_uninterrupted_run_s_update
             "--set", "batch_size=16", "--set", "hidden=[16,16]", "--set", "actor_lr_decay_steps=0"]
     _run(base + ["--out", str(tmp_path / "straight"), "--steps", "6"], capsys)
     _run(base + ["--out", str(tmp_path / "resumed"), "--steps", "3"], capsys)
-    assert _run(base + ["--out", str(tmp_path / "resumed"), "--steps", "6"], capsys)["resumed_from"] == 3
+    assert _run(base + ["--out", str(tmp_path / "resumed"), "--steps", "6", "--resume", "--allow-config-change"],
+                capsys)["resumed_from"] == 3
     straight = load_file(str(tmp_path / "straight" / "last" / "model.safetensors"))
     resumed = load_file(str(tmp_path / "resumed" / "last" / "model.safetensors"))
     for key, value in straight.items():
@@ -110,7 +116,7 @@ def test_train_iql_and_calql_then_finetune_calql_and_wsrl_from_them(store_path, 
     assert wsrl["env_steps"] == 30 and wsrl["updates"] == 20  # 10 warm-up steps of the frozen policy first
     assert load_policy(tmp_path / "ft_wsrl" / "last").config["algo"] == "wsrl"
     assert main(["finetune", "--algo", "calql", *common, "--out", str(tmp_path / "bad"), *SMALL_SAC[:-2]]) == 2
-    assert "does not fit this calql agent" in capsys.readouterr().err  # pretrained with a LayerNorm actor
+    assert "its encoder and actor do not fit this agent" in capsys.readouterr().err  # pretrained with a LayerNorm actor
 
 
 def test_store_without_rewards_trains_bc_and_sends_iql_to_reward_relabel(tmp_path, capsys):
@@ -152,7 +158,7 @@ def test_store_buffer_filters_episodes_and_leaves_room_for_interventions(tmp_pat
     store.append_episode(_synthetic_episode(7, False), {"task": "reach", "success": False, "source": "online"})
     store.append_episode(_synthetic_episode(4, True), {"task": "push_cube", "success": True, "source": "expert"})
     everything, shapes, action_dim = store_buffer(str(store.path), "reach", None, 0.9)
-    assert len(everything) == 5 + 6 and shapes == {"object_state": (10,), "state": (15,)} and action_dim == 7
+    assert len(everything) == 5 + 6 and shapes == {"state": (15,)} and action_dim == 7
     assert len(store_buffer(str(store.path), "reach", None, 0.9, successful_only=True)[0]) == 5
     demos = store_buffer(str(store.path), "reach", ["state"], 0.9, exclude_sources=("online",), extra_capacity=50)[0]
     assert len(demos) == 5 and demos.capacity == 16 + 50 and list(demos.obs) == ["state"]

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from robolearn.learn.agents import make_agent
-from robolearn.learn.api import save_agent, train_online
+from robolearn.learn.api import save_agent
 from robolearn.learn.buffer import ReplayBuffer
 from robolearn.learn.checkpoint import load_checkpoint
+from robolearn.learn.observation import EncoderConfig
+from robolearn.learn.online import train_online
 from robolearn.learn.sac import SACConfig
 
 pytestmark = pytest.mark.gpu
@@ -22,7 +24,7 @@ def test_rlpd_update_under_bf16_autocast_on_cuda():
         buf.add(obs, rng.uniform(-1, 1, 2), 1.0, obs, False)
     batch = buf.sample(32, "cuda")
     assert batch["obs"]["rgb_top"].is_cuda and batch["action"].is_cuda
-    agent = make_agent(SACConfig(n_critics=4, hidden=(64, 64), image_latent_dim=8), {"state": (3,), "rgb_top": (32, 32, 3)}, 2)
+    agent = make_agent(SACConfig(n_critics=4, hidden=(64, 64), encoder=EncoderConfig(image_latent_dim=8)), {"state": (3,), "rgb_top": (32, 32, 3)}, 2)
     agent = agent.cuda()
     with torch.autocast("cuda", torch.bfloat16):
         q = agent.critic(agent.encoder(batch["obs"]), batch["action"])

@@ -1,17 +1,10 @@
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from robolearn.learn.buffer import NO_FLOOR, BadTransitionError, MixedBuffer, ReplayBuffer
-from robolearn.learn.models import (
-    CriticEnsemble,
-    GaussianTanhActor,
-    LoopCriticEnsemble,
-    ObservationEncoder,
-    ResNetEncoder,
-    random_shift,
-)
+from robolearn.learn.models import CriticEnsemble, GaussianTanhActor, LoopCriticEnsemble
+from robolearn.learn.observation import ObservationEncoder
 
 
 def copy_into_loop(batched: CriticEnsemble, loop: LoopCriticEnsemble) -> None:
@@ -66,61 +59,6 @@ def test_actor_samples_in_bounds_and_log_prob_matches_sample():
     action, log_prob = actor.sample(feats)
     assert action.abs().max() < 1.0 and log_prob.shape == (64,)
     torch.testing.assert_close(actor.log_prob(feats, action), log_prob, atol=2e-3, rtol=1e-3)
-
-
-def test_random_shift_moves_content_by_at_most_pad():
-    torch.manual_seed(0)
-    img = torch.zeros(8, 1, 16, 16)
-    img[:, :, 8, 8] = 1.0
-    out = random_shift(img, pad_px=2)
-    assert out.shape == img.shape
-    for k in range(8):
-        y, x = divmod(int(out[k, 0].argmax()), 16)
-        assert abs(y - 8) <= 2 and abs(x - 8) <= 2
-        assert out[k, 0].max().item() == pytest.approx(1.0, abs=1e-5)
-
-
-def test_encoder_fuses_two_cameras_and_state():
-    enc = ObservationEncoder({"state": (15,), "rgb_front": (32, 32, 3), "rgb_wrist": (32, 32, 3)},
-                             image_latent_dim=8, proprio_latent_dim=16)
-    out = enc({"state": torch.zeros(2, 15), "rgb_front": torch.zeros(2, 32, 32, 3, dtype=torch.uint8),
-               "rgb_wrist": torch.full((2, 32, 32, 3), 255, dtype=torch.uint8)})
-    assert out.shape == (2, 16 + 8 + 8) == (2, enc.out_dim)
-
-
-def test_resnet_weights_load_from_local_file_and_freeze(tmp_path):
-    torch.manual_seed(0)
-    source = ResNetEncoder(10, (64, 64), 32).eval()
-    path = tmp_path / "resnet10.safetensors"
-    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
-    loaded = ResNetEncoder(10, (64, 64), 32, weights_path=path, freeze=True).eval()
-    x = torch.rand(2, 3, 64, 64)
-    torch.testing.assert_close(loaded(x), source(x))
-    assert not any(p.requires_grad for p in loaded.stem.parameters())
-    assert all(p.requires_grad for p in loaded.project.parameters())
-    assert ResNetEncoder(18, (64, 64), 32)(x).shape == (2, 32)
-    trunk_only = tmp_path / "trunk.safetensors"
-    save_file({k: v.contiguous() for k, v in source.state_dict().items() if k.startswith(("stem.", "stages."))},
-              str(trunk_only))
-    partial = ResNetEncoder(10, (64, 64), 32, weights_path=trunk_only)
-    torch.testing.assert_close(partial.stages[0].conv1.weight, source.stages[0].conv1.weight)
-
-
-def test_resnet_weights_of_another_depth_are_refused(tmp_path):
-    path = tmp_path / "resnet18.safetensors"
-    save_file({k: v.contiguous() for k, v in ResNetEncoder(18, (64, 64), 32).state_dict().items()}, str(path))
-    with pytest.raises(ValueError, match="ResNet-10 trunk"):
-        ResNetEncoder(10, (64, 64), 32, weights_path=path)
-
-
-def test_observation_encoder_uses_pretrained_resnet_per_camera(tmp_path):
-    path = tmp_path / "resnet10.safetensors"
-    source = ResNetEncoder(10, (32, 32), 16)
-    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
-    enc = ObservationEncoder({"state": (3,), "rgb_front": (32, 32, 3)}, "resnet10", 16, pretrained_path=str(path))
-    torch.testing.assert_close(enc.cameras["rgb_front"].stem[0].weight, source.stem[0].weight)
-    assert not enc.cameras["rgb_front"].stem[0].weight.requires_grad
-    assert enc({"state": torch.zeros(2, 3), "rgb_front": torch.zeros(2, 32, 32, 3, dtype=torch.uint8)}).shape == (2, 19)
 
 
 def _buffer(capacity=100, chunk=1):

@@ -169,6 +169,8 @@ def test_collect_into_an_existing_empty_directory(capsys, tmp_path):
                              "--json"], capsys)
     assert code == 0, err
     assert result["episodes_committed"] == 1 and DemoStore.open(empty).n_episodes == 1
+    code, info, _ = run(["data", "info", str(empty), "--json"], capsys)
+    assert code == 0 and info["cameras"] == [], "a state-only store lists no cameras"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -85,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_resize)
 
     parser = sub.add_parser("stats", help="compute and store normalization statistics",
-                            description="Compute mean, std, min, max and 1%%/99%% quantiles of the low-dimensional "
+                            description="Compute mean, std, min, max and 1%/99% quantiles of the low-dimensional "
                             "keys and store them in the store (meta/.zattrs 'stats'), where training reads them.")
     parser.add_argument("path", help="store path")
     add_json_flag(parser)
@@ -143,7 +143,8 @@ def summarize(store: Any) -> dict[str, Any]:
         "sources": dict(Counter(m["source"] for m in metas)),
         "success_rate": (sum(m["success"] for m in metas) / len(metas)) if metas else None,
         "mean_length": (store.n_steps / store.n_episodes) if store.n_episodes else None,
-        "cell": (store.cell_config or {}).get("name"), "cameras": sorted(store.cameras or {}),
+        "cell": (store.cell_config or {}).get("name"),
+        "cameras": sorted(name for name in store.cameras or {} if f"rgb_{name}" in keys or f"depth_{name}" in keys),
         "jpeg_quality": store.jpeg_quality, "size_mb": round(_size_bytes(store.path) / 1e6, 3),
     }
 

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval", help="evaluate a policy in the twin (success rate with a 95%% interval), or record real trials",
         description="Run N episodes of a task in the MuJoCo twin of a cell with a checkpoint, in K worker "
-        "processes, and report the success rate with its Wilson 95%% interval and the per-episode returns. "
+        "processes, and report the success rate with its Wilson 95% interval and the per-episode returns. "
         "Episode i is reset with seed SEED+i, so two runs with the same seed agree exactly for any K. The record "
         "is stored beside the checkpoint (CKPT/evaluations/<cell>__<task>.json), where `robolearn deploy` looks "
         "for it. With --real, the policy drives the real cell through the SafetyFilter and watchdog; the "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from robolearn.cli.common import add_json_flag, emit
+from robolearn.cell import DEFAULT_CELL
+from robolearn.cli.common import add_json_flag, add_run_flags, build_cli_run, emit, run_flags
 from robolearn.config import ConfigError
 from robolearn.errors import UsageError
 
@@ -23,14 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(model.safetensors + config.json); with actors, OUT/learner is the crash-safe learner checkpoint: "
         "rerun the same command to resume.",
     )
-    parser.add_argument("--algo", required=True, choices=["rlpd", "calql", "wsrl"], help="algorithm")
-    parser.add_argument("--init", default=None, help="checkpoint directory to start from (robolearn train output)")
-    parser.add_argument("--store", required=True, help="DemoStore path: demonstrations in, online episodes out")
-    parser.add_argument("--task", required=True, help="task name (reach, pick_cube, push_cube, pick_cube_reset, push_cube_reset)")
-    parser.add_argument("--cell", default="configs/cells/sim_panda.yaml", help="cell YAML (default: %(default)s)")
-    parser.add_argument("--reward", default="oracle",
-                        help="oracle (twin ground truth), classifier:<ckpt>, clip:<yaml>, vlm:<yaml>, preference:<ckpt>")
-    parser.add_argument("--actors", type=int, default=0,
+    parser.add_argument("--algo", default=None, choices=["rlpd", "calql", "wsrl"],
+                        help="algorithm (required unless --config or --resume names it)")
+    parser.add_argument("--init", default=None,
+                        help="the pretrained checkpoint to continue (robolearn train output, e.g. --algo rlpd for RLPD, "
+                        "--algo calql for Cal-QL/WSRL); its encoder and actor start the fine-tuning")
+    parser.add_argument("--reward", default=None,
+                        help="oracle (twin ground truth; default), classifier:<ckpt>, clip:<yaml>, vlm:<yaml>, preference:<ckpt>")
+    parser.add_argument("--actors", type=int, default=None,
                         help="actor processes over Zenoh; 0 runs actor and learner in this process (default)")
     parser.add_argument("--role", choices=["all", "learner", "actor"], default="all",
                         help="all: everything here (default); learner: open the router and train; actor: run the "
@@ -44,19 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--teleop", default=None,
                         help="interventions: expert (scripted, at random) or a teleop device type (spacemouse, "
                         "keyboard, gamepad)")
-    parser.add_argument("--intervene-probability", type=float, default=0.05,
-                        help="with --teleop expert: chance per step that the expert takes over for 10 steps")
-    parser.add_argument("--steps", type=int, default=20_000, help="online env steps in total (default: %(default)s)")
-    parser.add_argument("--out", default=None, help="output directory (default: runs/<algo>_<task>_online)")
-    parser.add_argument("--config", default=None, help="algorithm YAML (default: configs/algos/<algo>.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override an algorithm config value, e.g. --set utd=4 (repeatable)")
-    parser.add_argument("--obs", default=None, help="comma-separated observation keys (default: state and object_state)")
-    parser.add_argument("--eval-episodes", type=int, default=10, help="final twin evaluation episodes")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    parser.add_argument("--wandb", default=None, metavar="PROJECT", help="also log scalars to this wandb project")
+    parser.add_argument("--intervene-probability", type=float, default=None,
+                        help="with --teleop expert: chance per step that the expert takes over for 10 steps (default: 0.05)")
+    parser.add_argument("--steps", type=int, default=None, help="online env steps in total (default: 20000)")
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help="write OUT/last (resumable) at the first episode end after every N env steps (default: 2000)")
+    parser.add_argument("--eval-episodes", type=int, default=None,
+                        help="final twin evaluation episodes, of the pretrained policy too with --init (default: 10)")
+    add_run_flags(parser, out_default="runs/<algo>_<task>_online")
     _add_reset_free_flags(parser)
     add_json_flag(parser)
     parser.set_defaults(func=run)
@@ -111,21 +107,26 @@ def _run_reset_free(args: argparse.Namespace) -> dict:
     if unsupported:
         raise ConfigError(", ".join(unsupported), "", "not supported with --reset-free (one process, no "
                           "interventions); drop it")
+    if args.algo is None or args.store is None or args.task is None:
+        raise UsageError("--reset-free needs --algo, --store and --task")
+    reward, steps, seed = args.reward or "oracle", args.steps or 20_000, args.seed or 0
     backward_algo = args.backward_algo or args.algo
     for flag, algo, init in (("--init", args.algo, args.init), ("--backward-init", backward_algo, args.backward_init)):
         if algo == "wsrl" and init is None:
             raise ConfigError(flag, "", "wsrl fine-tunes a pretrained agent; pass a checkpoint (robolearn train --algo calql)")
-    forward = PhaseSpec(args.task, args.store, args.reward, args.init, args.algo, args.config, tuple(args.overrides))
+    forward = PhaseSpec(args.task, args.store, reward, args.init, args.algo, args.config, tuple(args.overrides))
     backward = PhaseSpec(args.backward_task or reset_task_name(args.task), args.backward_store or args.store,
                          args.backward_reward, args.backward_init, backward_algo,
                          args.config if backward_algo == args.algo else None, tuple(args.overrides))
-    return train_reset_free(forward, backward, args.cell, args.steps, args.out or f"runs/{args.algo}_{args.task}_reset_free",
-                            args.max_phase_steps, args.hard_reset_every, args.obs.split(",") if args.obs else None,
-                            args.device, args.seed, args.eval_episodes, args.wandb)
+    return train_reset_free(forward, backward, args.cell or DEFAULT_CELL, steps,
+                            args.out or f"runs/{args.algo}_{args.task}_reset_free", args.max_phase_steps,
+                            args.hard_reset_every, args.obs.split(",") if args.obs else None, args.device, seed,
+                            args.eval_episodes or 10, args.wandb)
 
 
 def run(args: argparse.Namespace) -> int:
     from robolearn.learn.finetune import finetune
+    from robolearn.learn.runs import FinetuneRun
 
     if args.reset_free:
         emit(_run_reset_free(args), args.json)
@@ -133,14 +134,13 @@ def run(args: argparse.Namespace) -> int:
     _refuse_reset_free_flags(args)
     if args.role == "actor" and args.router is None:
         raise UsageError("--role actor needs --router tcp/<learner-host>:<port>")
-    if args.algo == "wsrl" and args.init is None:
+    flags = {**run_flags(args), "init": args.init, "reward": args.reward, "actors": args.actors, "teleop": args.teleop,
+             "intervene_probability": args.intervene_probability, "steps": args.steps,
+             "checkpoint_every": args.checkpoint_every, "eval_episodes": args.eval_episodes}
+    run_config = build_cli_run(FinetuneRun, args, flags, "runs/{algo}_{task}_online")
+    if run_config.algo == "wsrl" and run_config.init is None:
         raise UsageError("wsrl fine-tunes a pretrained policy; pass --init CKPT (e.g. from robolearn train --algo calql)")
-    result = finetune(args.algo, args.store, args.task, args.cell, args.steps, args.out or f"runs/{args.algo}_{args.task}_online",
-                      args.init, args.reward, args.actors, args.config, tuple(args.overrides),
-                      args.obs.split(",") if args.obs else None, args.device, args.seed, args.eval_episodes,
-                      role=args.role, router=args.router, teleop=args.teleop,
-                      intervene_probability=args.intervene_probability,
-                      hold_when_learner_away=args.hold_when_learner_away, wandb_project=args.wandb,
-                      compile=args.compile)
+    result = finetune(run_config, role=args.role, router=args.router, hold_when_learner_away=args.hold_when_learner_away,
+                      resume=args.resume)
     emit(result, args.json)
     return 0

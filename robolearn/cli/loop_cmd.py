@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="CPU threads for torch in this process (default: %(default)s: the networks are small, and "
                         "more threads contend with the renderer and the evaluation workers)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds every stage (demos, reward data, training, evaluation; default: %(default)s)")
     add_json_flag(parser)
     parser.set_defaults(func=run)
 

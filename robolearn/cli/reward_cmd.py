@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--steps", type=int, default=2000, help="head updates (default 2000)")
     train.add_argument("--target-fpr", type=float, default=0.02,
                        help="highest false-positive rate allowed on held-out episodes when picking the threshold")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of the split, the batches and the head's initialization (default: %(default)s)")
     add_json_flag(train)
     train.set_defaults(func=run_train)
 
@@ -113,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="calibrate the success threshold on the store's success-labeled frames for this "
                        "false-positive rate (when the store has both classes)")
     prefs.add_argument("--out", required=True, help="checkpoint directory to write")
-    prefs.add_argument("--seed", type=int, default=0)
+    prefs.add_argument("--seed", type=int, default=0, help="seed of the pair sampling and the reward models (default: %(default)s)")
     add_json_flag(prefs)
     prefs.set_defaults(func=run_train_preference)
 

@@ -1,63 +1,54 @@
-"""``robolearn train``: offline pretraining (BC, IQL, Cal-QL) from a demonstration store."""
+"""``robolearn train``: offline pretraining (BC, IQL, Cal-QL, and the RLPD agent's behaviour cloning)
+from a demonstration store."""
 
 from __future__ import annotations
 
 import argparse
 
-from robolearn.cli.common import add_json_flag, emit
+from robolearn.cli.common import (
+    add_json_flag,
+    add_run_flags,
+    build_cli_run,
+    emit,
+    non_negative_int,
+    run_flags,
+)
+
+OFFLINE_ALGOS = ["bc", "iql", "calql", "rlpd"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="train a policy offline from a demonstration store (bc, iql, calql)",
-        description="Train BC (with action chunking), IQL or Cal-QL on the episodes of a DemoStore, evaluate "
-        "in the twin every N steps, and write checkpoints (model.safetensors + config.json) to OUT/last, "
-        "OUT/best (the best evaluation, across resumed runs) and OUT/step_<N> (one per evaluation, for "
-        "robolearn eval over checkpoints). Running the same command again resumes from OUT/last. Scalars go to OUT/logs "
-        "(TensorBoard, and scalars.jsonl). Under torchrun, every rank trains on its own batches and gradients "
-        "are averaged (data-parallel); rank 0 evaluates and checkpoints.",
+        "train", help="train a policy offline from a demonstration store (bc, iql, calql, rlpd)",
+        description="Train BC (with action chunking), IQL, Cal-QL, or the RLPD agent (behaviour cloning of its "
+        "actor and encoder, the pretraining that `robolearn finetune --init` continues) on the episodes of a "
+        "DemoStore, from the cell's cameras and proprioception unless --obs says otherwise. Evaluates in the twin "
+        "every N steps and writes checkpoints (model.safetensors + config.json) to OUT/last, OUT/best (the best "
+        "evaluation, across resumed runs) and OUT/step_<N> (one per evaluation, for robolearn eval over "
+        "checkpoints). The run's full config goes to OUT/run.yaml first: --config OUT/run.yaml repeats it, "
+        "--resume --out OUT continues it. Scalars go to OUT/logs (TensorBoard, and scalars.jsonl). Under "
+        "torchrun, every rank trains on its own batches and gradients are averaged (data-parallel); rank 0 "
+        "evaluates and checkpoints.",
     )
-    parser.add_argument("--algo", required=True, choices=["bc", "iql", "calql"], help="algorithm")
-    parser.add_argument("--store", required=True, help="DemoStore path (zarr)")
-    parser.add_argument("--task", required=True, help="task name: selects episodes and the evaluation task")
-    parser.add_argument("--cell", default="configs/cells/sim_panda.yaml", help="cell YAML for the twin (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=20_000, help="gradient steps (default: %(default)s)")
-    parser.add_argument("--eval-every", type=int, default=5_000, help="evaluate and checkpoint every N steps; 0: never")
-    parser.add_argument("--eval-episodes", type=int, default=10, help="twin episodes per evaluation (default: %(default)s)")
+    parser.add_argument("--algo", choices=OFFLINE_ALGOS, default=None, help="algorithm (required unless --config names it)")
+    parser.add_argument("--steps", type=int, default=None, help="gradient steps (default: 20000)")
+    parser.add_argument("--eval-every", type=non_negative_int, default=None,
+                        help="evaluate and write OUT/step_<N> every N steps; 0: never (default: 5000)")
+    parser.add_argument("--eval-episodes", type=int, default=None, help="twin episodes per evaluation (default: 10)")
     parser.add_argument("--checkpoint-every", type=int, default=None,
                         help="write OUT/last every N steps (default: --eval-every, else 1000)")
-    parser.add_argument("--keep-checkpoints", type=_non_negative, default=None, metavar="K",
+    parser.add_argument("--keep-checkpoints", type=non_negative_int, default=None, metavar="K",
                         help="keep only the K newest OUT/step_<N> checkpoints (default: all)")
-    parser.add_argument("--out", default=None, help="output directory (default: runs/<algo>_<task>)")
-    parser.add_argument("--config", default=None, help="algorithm YAML (default: configs/algos/<algo>.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override an algorithm config value, e.g. --set batch_size=128 (repeatable)")
-    parser.add_argument("--obs", default=None,
-                        help="comma-separated observation keys (default: state and object_state when stored)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    parser.add_argument("--wandb", default=None, metavar="PROJECT", help="also log scalars to this wandb project")
+    add_run_flags(parser, out_default="runs/<algo>_<task>")
     add_json_flag(parser)
     parser.set_defaults(func=run)
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
+    from robolearn.learn.runs import TrainRun
     from robolearn.learn.train import train_from_store
 
-    result = train_from_store(
-        args.algo, args.store, args.task, args.cell, args.steps, args.eval_every, args.eval_episodes,
-        args.out or f"runs/{args.algo}_{args.task}", args.config, tuple(args.overrides),
-        args.obs.split(",") if args.obs else None, args.device, args.seed,
-        checkpoint_every=args.checkpoint_every, wandb_project=args.wandb, compile=args.compile,
-        keep_checkpoints=args.keep_checkpoints,
-    )
-    emit(result, args.json)
+    flags = {**run_flags(args), "steps": args.steps, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
+             "checkpoint_every": args.checkpoint_every, "keep_checkpoints": args.keep_checkpoints}
+    emit(train_from_store(build_cli_run(TrainRun, args, flags, "runs/{algo}_{task}")), args.json)
     return 0

@@ -80,6 +80,12 @@ def return_histogram(record: EvalRecord) -> str:
     return _png(figure)
 
 
+def observes(record: EvalRecord) -> str:
+    """What the policy reads, with a twin-only policy (the privileged ``object_state``) marked as such."""
+    keys = ", ".join(record.observations) if record.observations else "n/a"
+    return f"TWIN ONLY: {keys} (object_state exists only in the twin)" if record.twin_only else keys
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "<p>none</p>"
@@ -118,7 +124,8 @@ def render_report(records: Sequence[EvalRecord], title: str = "robolearn evaluat
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p><b>{html.escape(main.policy_id)}</b> on <b>{html.escape(main.cell)}</b> / "
              f"<b>{html.escape(main.task)}</b> ({main.kind}): success {main.successes}/{main.n_episodes} = "
-             f"{main.success_rate:.2f} (95% CI {low:.2f}–{high:.2f}), mean return {np.mean(main.returns):.3f}</p>"]
+             f"{main.success_rate:.2f} (95% CI {low:.2f}–{high:.2f}), mean return {np.mean(main.returns):.3f}</p>",
+             f"<p>observes: {html.escape(observes(main))}</p>"]
     for heading, table in sections:
         rows = [{"key": k, "value": v} for k, v in table.items()] if isinstance(table, dict) else table
         parts.append(f"<h2>{html.escape(heading)}</h2>{_table(rows)}")
@@ -132,7 +139,7 @@ def render_report(records: Sequence[EvalRecord], title: str = "robolearn evaluat
             parts.append(f"<figure>{_img(frame['png_base64'], caption, 192)}<figcaption>{caption}</figcaption></figure>")
     else:
         parts.append("<p>no failed episode with a camera frame</p>")
-    rows = [{"policy": r.policy_id, "kind": r.kind, "step": r.policy_step, "episodes": r.n_episodes,
+    rows = [{"policy": r.policy_id, "observes": observes(r), "kind": r.kind, "step": r.policy_step, "episodes": r.n_episodes,
              "success_rate": r.success_rate, "ci95": list(r.ci95), "mean_return": float(np.mean(r.returns))}
             for r in records]
     parts.append("<h2>Evaluations</h2>" + _table(rows))

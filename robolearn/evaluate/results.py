@@ -53,7 +53,9 @@ class EpisodeRecord:
 class EvalRecord:
     """One policy on one cell and task. ``policy_id`` names the policy across machines (default:
     ``<run dir>/<checkpoint dir>``); ``policy_step`` is its training step when known;
-    ``policy_sha256``: digest of the checkpoint's weights when evaluated; ``failure_frames``: ``{"index", "png_base64"}`` last camera frames of some failed episodes."""
+    ``policy_sha256``: digest of the checkpoint's weights when evaluated; ``observations``: the
+    observation keys the policy reads (None: not a checkpoint, e.g. the scripted expert);
+    ``failure_frames``: ``{"index", "png_base64"}`` last camera frames of some failed episodes."""
 
     kind: str
     policy: str
@@ -65,6 +67,7 @@ class EvalRecord:
     policy_step: int | None = None
     policy_sha256: str | None = None
     success_source: str = "ground_truth"
+    observations: list[str] | None = None
     failure_frames: list[dict[str, Any]] = field(default_factory=list)
     created_unix_s: float = field(default_factory=time.time)
     robolearn_version: str = __version__
@@ -101,6 +104,11 @@ class EvalRecord:
         return wilson_interval(self.successes, self.n_episodes)
 
     @property
+    def twin_only(self) -> bool:
+        """The policy observes the twin's privileged ``object_state``: no real cell can run it."""
+        return "object_state" in (self.observations or ())
+
+    @property
     def returns(self) -> list[float]:
         return [e.episode_return for e in self.completed]
 
@@ -112,6 +120,7 @@ class EvalRecord:
             "task": self.task, "success_rate": self.success_rate, "ci95": list(self.ci95),
             "episodes": self.n_episodes, "successes": self.successes, "aborted": self.n_aborted,
             "mean_return": float(np.mean(self.returns)), "returns": self.returns, "seed": self.seed,
+            "observations": self.observations, "twin_only": self.twin_only,
         }
 
     def to_dict(self) -> dict[str, Any]:

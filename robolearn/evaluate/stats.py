@@ -36,6 +36,21 @@ def wilson_interval(successes: int, episodes: int, z: float = Z_95) -> tuple[flo
     return low, high
 
 
+def paired_difference(after: Sequence[bool], before: Sequence[bool], resamples: int = 10_000,
+                      seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """The success-rate difference ``after − before`` of two policies scored on the same episode seeds
+    (element ``i`` of both is seed ``i``), with a 95% paired bootstrap interval: the episodes are
+    resampled together, so what the seeds share (an easy or a hard cube pose) cancels."""
+    a, b = np.asarray(after, dtype=np.float64), np.asarray(before, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise DataError(f"paired outcomes need equally many episodes (the same seeds), got {a.shape} and {b.shape}")
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(a), (resamples, len(a)))
+    diffs = (a[index] - b[index]).mean(1)
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return float((a - b).mean()), (float(low), float(high))
+
+
 def _paired(sim: Sequence[float], real: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     sim_a, real_a = np.asarray(sim, dtype=np.float64), np.asarray(real, dtype=np.float64)
     if sim_a.ndim != 1 or sim_a.shape != real_a.shape:

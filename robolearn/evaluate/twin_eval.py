@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from robolearn.cell import DEFAULT_CELL, CellConfig
 from robolearn.errors import NotFoundError, UsageError
 from robolearn.evaluate.results import EpisodeRecord, EvalRecord, evaluation_path, model_digest, policy_id_of
 from robolearn.interfaces import Observation, Policy
@@ -34,7 +35,7 @@ class EvalSettings:
     frame; video_dir: one MP4 per episode when set; device: torch device for checkpoints (None: CUDA
     when available)."""
 
-    cell: str = "configs/cells/sim_panda.yaml"
+    cell: str | CellConfig = DEFAULT_CELL
     task: str = "pick_cube"
     episodes: int = 20
     workers: int = 1
@@ -173,9 +174,9 @@ def png_base64(image: np.ndarray) -> str:
 def evaluate_policy(source: Any, settings: EvalSettings, progress: bool = True) -> EvalRecord:
     """Evaluate ``source`` (a checkpoint directory, ``"expert"``, or a picklable ``factory(env) ->
     Policy``) on ``settings.episodes`` twin episodes; returns the record (not yet saved)."""
-    from robolearn.cell import load_cell
+    from robolearn.cell import as_cell
 
-    cell = load_cell(settings.cell, list(settings.cell_overrides))
+    cell = as_cell(settings.cell, list(settings.cell_overrides))
     config = checkpoint_config(source)
     outcomes: list[tuple[EpisodeRecord, np.ndarray | None]] = []
     bar = tqdm(total=settings.episodes, desc=f"eval {Path(settings.task).stem}", unit="ep", disable=not progress or None)
@@ -206,6 +207,7 @@ def evaluate_policy(source: Any, settings: EvalSettings, progress: bool = True) 
         kind="sim", policy=str(name), policy_id=policy_id_of(name) if str(name) != EXPERT else EXPERT,
         cell=cell.name, task=Path(settings.task).stem, episode_results=[e for e, _ in outcomes], seed=settings.seed,
         policy_step=config.get("step"), policy_sha256=model_digest(source) if config else None,
+        observations=sorted(config["obs_shapes"]) if config.get("obs_shapes") else None,
         failure_frames=[{"index": i, "png_base64": png_base64(frame)} for i, frame in failures],
     )
 

@@ -42,6 +42,7 @@ from robolearn.learn.agent_policy import AgentPolicy
 from robolearn.learn.api import ActionScaler, as_obs_dict, save_agent, stored_action
 from robolearn.learn.buffer import MixedBuffer, first_non_finite
 from robolearn.learn.checkpoint import load_checkpoint, recover_checkpoint
+from robolearn.learn.online import step_features
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,12 @@ class Actor:
                 f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]}); start actor and learner with the same "
                 "--algo, --set and --obs (and --init)")
 
+    def features(self, raw: Any) -> dict[str, np.ndarray]:
+        """What the actor acts on and sends: its keys, camera frames as cached embeddings when the
+        agent caches (smaller messages, and the learner never encodes)."""
+        with self.lock:
+            return step_features(self.agent.encoder, self.keys, raw, torch.device("cpu"))
+
     def learner_away(self) -> bool:
         return time.monotonic() - self.last_heard > self.cfg.learner_timeout_s
 
@@ -208,7 +215,7 @@ class Actor:
         acting, or with ``hold_when_learner_away`` stops the arm and waits. ``min_step_s`` paces a fast
         simulated env like a real control loop."""
         raw = self.env.reset(seed=self.seed)[0]
-        full, obs = as_obs_dict(raw), as_obs_dict(raw, self.keys)
+        full, obs = as_obs_dict(raw), self.features(raw)
         episode: dict[str, list] = {}
         done_steps, holding = 0, False
         while done_steps < steps:
@@ -228,7 +235,7 @@ class Actor:
                 action = self.policy.act(obs)
             raw, reward, terminated, truncated, info = self.env.step(self.scale(action))
             action = stored_action(self.scale, action, info)
-            next_obs = as_obs_dict(raw, self.keys)
+            next_obs = self.features(raw)
             intervention, success = bool(info.get("intervention", False)), bool(info.get("success", False))
             arrays = _transition_arrays(self.seq, obs, action, float(reward), next_obs, bool(terminated), intervention,
                                         bool(terminated or truncated))
@@ -251,7 +258,7 @@ class Actor:
                     self.on_episode({k: np.stack(v) for k, v in episode.items()},
                                     {"success": bool(np.any(episode["success"])), "source": "online"})
                 raw = self.env.reset()[0]
-                full, obs, episode = as_obs_dict(raw), as_obs_dict(raw, self.keys), {}
+                full, obs, episode = as_obs_dict(raw), self.features(raw), {}
 
     def flush(self, timeout_s: float) -> bool:
         """Resend until every transition is acknowledged; False on timeout."""

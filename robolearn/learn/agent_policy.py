@@ -13,6 +13,7 @@ from torch import nn
 from robolearn.errors import MissingKeyError
 from robolearn.learn.agents import config_from_dict, make_agent
 from robolearn.learn.checkpoint import load_checkpoint, read_config
+from robolearn.learn.observation import embedding_key
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -37,10 +38,12 @@ class AgentPolicy:
         self._queue.clear()
 
     def batch(self, obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        missing = [k for k in self.observation_keys if k not in obs]
+        """A batch of one: each observation key, or for a camera its cached embedding (``emb_<camera>``)."""
+        keys = [k if k in obs or embedding_key(k) not in obs else embedding_key(k) for k in self.observation_keys]
+        missing = [k for k in keys if k not in obs]
         if missing:
             raise MissingKeyError(f"observation lacks {missing}; this policy needs {self.observation_keys}")
-        return {k: torch.as_tensor(np.asarray(obs[k])).unsqueeze(0).to(self.device) for k in self.observation_keys}
+        return {k: torch.as_tensor(np.asarray(obs[k])).unsqueeze(0).to(self.device) for k in keys}
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:

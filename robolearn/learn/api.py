@@ -1,9 +1,10 @@
-"""Train robolearn's agents on any gymnasium env with Box spaces (state or pixel observations).
+"""robolearn's agents on any gymnasium env with Box spaces (state or pixel observations): spaces,
+action scaling, evaluation, offline training and checkpoints (online training: ``robolearn.learn.online``).
 
 Example::
 
     import gymnasium as gym
-    from robolearn.learn.api import train_online, evaluate
+    from robolearn.learn import evaluate, train_online
     from robolearn.learn.sac import SACConfig
 
     env = gym.make("Pendulum-v1")
@@ -18,11 +19,8 @@ the env's Box bounds.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +30,11 @@ import torch
 from tqdm import tqdm
 
 from robolearn.errors import RobolearnError, UsageError
-from robolearn.learn.agent_policy import AgentPolicy, pick_device
+from robolearn.learn.agent_policy import pick_device
 from robolearn.learn.agents import config_to_dict, make_agent
-from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
+from robolearn.learn.buffer import ReplayBuffer
 from robolearn.learn.checkpoint import save_checkpoint
-from robolearn.learn.losses import wsrl_in_warmup
-from robolearn.learn.models import is_image_key
+from robolearn.learn.observation import is_image_key
 
 Obs = dict[str, np.ndarray]
 PIXEL_KEY = "rgb_obs"
@@ -123,10 +120,10 @@ def resolve_run_length(cfg: Any, steps: int) -> Any:
 
 
 def fit_normalization(agent: torch.nn.Module, buffer: ReplayBuffer) -> None:
-    """Standardize a fresh agent's vector observations with ``buffer``'s statistics (when its config
-    has ``normalize_obs``); the target encoder gets the same. Pretrained agents keep theirs."""
+    """Standardize a fresh agent's vector observations with ``buffer``'s statistics (when its
+    ``encoder.normalize_obs`` is set); the target encoder gets the same. Pretrained agents keep theirs."""
     encoder = agent.encoder
-    if not getattr(agent.cfg, "normalize_obs", False) or len(buffer) == 0 or not encoder.vector_keys:
+    if not agent.cfg.encoder.normalize_obs or len(buffer) == 0 or not encoder.vector_keys:
         return
     vectors = torch.cat([torch.as_tensor(buffer.obs[k][: len(buffer)]).flatten(1).float() for k in encoder.vector_keys], -1)
     for enc in (encoder, getattr(agent, "target_encoder", None)):
@@ -141,19 +138,6 @@ def compile_agent(agent: torch.nn.Module) -> None:
         module = getattr(agent, name, None)
         if isinstance(module, torch.nn.Module):
             module.forward = torch.compile(module.forward)
-
-
-@dataclass
-class TrainResult:
-    """episode_successes: ground truth per finished episode (``info["success_true"]`` when a learned
-    reward decides ``info["success"]``)."""
-
-    agent: torch.nn.Module
-    policy: AgentPolicy
-    episode_returns: list[float] = field(default_factory=list)
-    episode_successes: list[bool] = field(default_factory=list)
-    env_steps: int = 0
-    updates: int = 0
 
 
 def evaluate(env: gym.Env, policy: Any, episodes: int = 10, seed: int = 10_000) -> dict[str, float]:
@@ -172,104 +156,6 @@ def evaluate(env: gym.Env, policy: Any, episodes: int = 10, seed: int = 10_000) 
         returns.append(total)
         successes.append(success)
     return {"mean_return": float(np.mean(returns)), "success_rate": float(np.mean(successes))}
-
-
-def train_online(env: gym.Env, cfg: Any, total_steps: int, demos: ReplayBuffer | None = None,
-                 init_agent: torch.nn.Module | None = None, device: str | torch.device | None = None,
-                 seed: int = 0, obs_keys: list[str] | None = None,
-                 on_episode: Callable[[dict[str, np.ndarray], dict], None] | None = None,
-                 capacity: int = 1_000_000, progress: bool = True, log: Callable[[int, dict], None] | None = None,
-                 compile: bool = False, every: int = 0,
-                 on_every: Callable[[int, TrainResult], bool] | None = None) -> TrainResult:
-    """Online SAC-family training (``cfg.algo`` rlpd | calql | wsrl | sac) in one process.
-
-    demos: transitions sampled symmetrically with online data (RLPD); init_agent: a pretrained agent to
-    start from (Cal-QL/WSRL fine-tuning; WSRL first runs its frozen policy for ``cfg.warmup_steps``);
-    obs_keys: the observation keys the agent sees (default: all; episodes keep all); on_episode(arrays, meta) receives
-    every finished episode (e.g. to append it to a DemoStore); on_every(env_steps, result) runs every
-    ``every`` env steps (evaluation, checkpoints) and stops training by returning True. Steps whose
-    ``info["intervention"]`` is true (see ``robolearn.learn.intervention``) store the executed action
-    and go to the demo buffer too. ``info["success"]`` is the episode's success (a learned reward's
-    call under ``LearnedReward``, which also reports the ground truth as ``info["success_true"]``,
-    kept in the episode arrays for reporting).
-    """
-    device = pick_device(device)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    spaces = observation_spaces(env.observation_space)
-    keys = sorted(obs_keys or spaces)
-    spaces = {k: spaces[k] for k in keys}
-    action_dim = int(np.prod(env.action_space.shape))
-    if init_agent is None:
-        agent = make_agent(cfg, {k: s for k, (s, _) in spaces.items()}, action_dim)
-        if demos is not None:
-            fit_normalization(agent, demos)
-    else:
-        agent = init_agent
-    agent = agent.to(device)
-    if compile:
-        compile_agent(agent)
-    warmup = AgentPolicy(copy.deepcopy(agent).eval(), keys, device, deterministic=False) \
-        if (init_agent is not None and cfg.warmup_steps) else None
-    demo = demos if demos is not None else ReplayBuffer(spaces, action_dim, capacity, seed=seed + 1)
-    buffer = MixedBuffer(demo, ReplayBuffer(spaces, action_dim, capacity, seed=seed),
-                         cfg.offline_fraction if demos is not None else 0.0, cfg.gamma, cfg.r_neg)
-    policy = AgentPolicy(agent, keys, device, deterministic=False)
-    scale = ActionScaler(env.action_space)
-    result = TrainResult(agent, AgentPolicy(agent, keys, device))
-    autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
-    raw, _ = env.reset(seed=seed)
-    full, obs = as_obs_dict(raw), as_obs_dict(raw, keys)
-    episode: dict[str, list] = {}
-    ep_return, ep_success, ep_success_true = 0.0, False, False
-    bar = tqdm(total=total_steps, disable=not progress, desc=cfg.algo, leave=False)
-    for step in range(total_steps):
-        warming_up = warmup is not None and wsrl_in_warmup(step, cfg.warmup_steps)
-        if warming_up:
-            action = warmup.act(obs)
-        elif step < cfg.start_steps and init_agent is None and demos is None:
-            action = rng.uniform(-1, 1, action_dim).astype(np.float32)
-        else:
-            action = policy.act(obs)
-        next_raw, reward, terminated, truncated, info = env.step(scale(action))
-        action = stored_action(scale, action, info)
-        next_obs = as_obs_dict(next_raw, keys)
-        success, intervention = bool(info.get("success", False)), bool(info.get("intervention", False))
-        buffer.add(obs, action, float(reward), next_obs, bool(terminated), intervention=intervention)
-        step_record = {**full, "action": action, "reward": np.float32(reward), "success": success,
-                       "terminated": bool(terminated), "intervention": intervention,
-                       "stamp_ns": np.int64(info.get("stamp_ns", time.time_ns()))}
-        if "success_true" in info:
-            step_record["success_true"] = bool(info["success_true"])
-        for k, v in step_record.items():
-            episode.setdefault(k, []).append(v)
-        ep_return += float(reward)
-        ep_success = ep_success or success
-        ep_success_true = ep_success_true or bool(info.get("success_true", success))
-        obs, full = next_obs, as_obs_dict(next_raw)
-        if step >= cfg.start_steps and not warming_up:
-            with autocast:
-                info_upd = agent.update([buffer.sample(cfg.batch_size, device) for _ in range(cfg.utd)])
-            result.updates += 1
-            if log is not None and step % 1000 == 0:
-                log(step, info_upd)
-        if terminated or truncated:
-            buffer.end_episode()
-            result.episode_returns.append(ep_return)
-            result.episode_successes.append(ep_success_true)
-            if on_episode is not None:
-                on_episode({k: np.stack(v) for k, v in episode.items()},
-                           {"success": ep_success, "source": "online", "return": ep_return})
-            bar.set_postfix(ret=f"{ep_return:.1f}", succ=f"{np.mean(result.episode_successes[-10:]):.2f}")
-            raw, _ = env.reset()
-            obs, full, episode = as_obs_dict(raw, keys), as_obs_dict(raw), {}
-            ep_return, ep_success, ep_success_true = 0.0, False, False
-        bar.update(1)
-        result.env_steps = step + 1
-        if every and on_every is not None and (step + 1) % every == 0 and on_every(step + 1, result):
-            break
-    bar.close()
-    return result
 
 
 def train_offline(cfg: Any, buffer: ReplayBuffer, steps: int, obs_shapes: dict[str, tuple[int, ...]], action_dim: int,
@@ -295,9 +181,10 @@ def train_offline(cfg: Any, buffer: ReplayBuffer, steps: int, obs_shapes: dict[s
         buffer.rng = np.random.default_rng([seed, torch.distributed.get_rank(), start_step])
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
     agent.train()
+    update = getattr(agent, "offline_update", agent.update)
     for step in tqdm(range(start_step, steps), disable=not progress, desc=cfg.algo, leave=False):
         with autocast:
-            info = agent.update([buffer.sample(cfg.batch_size, device)])
+            info = update([buffer.sample(cfg.batch_size, device)])
         if callback is not None:
             callback(step + 1, agent, info)
     return agent

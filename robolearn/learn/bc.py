@@ -3,20 +3,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from robolearn.learn import losses
-from robolearn.learn.models import ObservationEncoder, mlp
+from robolearn.learn.models import mlp
+from robolearn.learn.observation import EncoderConfig, ObservationEncoder
 
 
 @dataclass
 class BCConfig:
     """chunk: actions predicted per observation; execute: how many of them run before re-planning.
     successful_only: train on the store's successful episodes only (a store also holds failed
-    online episodes). normalize_obs: standardize vector observations with the dataset's statistics."""
+    online episodes). encoder: how observations become features (``EncoderConfig``)."""
 
     algo: str = "bc"
     chunk: int = 4
@@ -24,12 +25,7 @@ class BCConfig:
     hidden: tuple[int, ...] = (256, 256)
     batch_size: int = 256
     lr: float = 3e-4
-    image_encoder: str = "cnn"
-    image_latent_dim: int = 50
-    proprio_latent_dim: int = 0
-    pretrained_encoder: str | None = None
-    augment: bool = True
-    normalize_obs: bool = True
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     successful_only: bool = True
 
     def __post_init__(self) -> None:
@@ -41,8 +37,7 @@ class BCAgent(nn.Module):
     def __init__(self, cfg: BCConfig, obs_shapes: dict[str, tuple[int, ...]], action_dim: int):
         super().__init__()
         self.cfg, self.obs_shapes, self.action_dim = cfg, obs_shapes, action_dim
-        self.encoder = ObservationEncoder(obs_shapes, cfg.image_encoder, cfg.image_latent_dim, cfg.proprio_latent_dim,
-                                          cfg.augment, cfg.pretrained_encoder)
+        self.encoder = ObservationEncoder(obs_shapes, cfg.encoder)
         self.head = mlp(self.encoder.out_dim, cfg.hidden, cfg.chunk * action_dim, layer_norm=True)
         self.optim = torch.optim.Adam(self.parameters(), lr=cfg.lr)
 

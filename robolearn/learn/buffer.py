@@ -204,11 +204,14 @@ class MixedBuffer:
                 self._open[episode] = [(int(i), int(j), float(r)) for (i, j), r in zip(slots, arrays[f"{episode}/reward"])]
 
     def sample(self, batch_size: int, device: torch.device | str = "cpu") -> dict:
+        """A batch of ``batch_size``: the demonstration rows first; ``demo`` ``(B,)`` marks them (1.0)."""
         n_demo = int(round(batch_size * self.offline_fraction)) if len(self.demo) else 0
         if len(self.online) == 0:
             n_demo = batch_size
         parts = [b.sample_numpy(n) for b, n in ((self.demo, n_demo), (self.online, batch_size - n_demo)) if n > 0]
-        return to_device(_concat(parts), torch.device(device))
+        batch = _concat(parts)
+        batch["demo"] = (np.arange(batch_size) < n_demo).astype(np.float32)
+        return to_device(batch, torch.device(device))
 
 
 def _concat(parts: list) -> dict:

@@ -8,6 +8,7 @@ GPU machine); ``actor`` connects to that router and runs the policy (e.g. on the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing as mp
 import time
@@ -19,21 +20,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from robolearn.cell import cell_label
 from robolearn.errors import RobolearnError, UsageError
 from robolearn.learn.actor_learner import Actor, ActorLearnerConfig, Learner
-from robolearn.learn.agent_policy import AgentPolicy, pick_device
+from robolearn.learn.agent_policy import AgentPolicy, agent_from_checkpoint, pick_device
 from robolearn.learn.agents import config_from_dict, config_to_dict, make_agent
-from robolearn.learn.api import (
-    TrainResult,
-    evaluate,
-    fit_normalization,
-    observation_spaces,
-    save_agent,
-    train_online,
-)
+from robolearn.learn.api import evaluate, fit_normalization, observation_spaces, save_agent
 from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
-from robolearn.learn.checkpoint import CheckpointError, load_checkpoint, read_config
-from robolearn.learn.train import ScalarLogger, load_algo_config, store_buffer
+from robolearn.learn.checkpoint import CheckpointError, read_config, recover_checkpoint
+from robolearn.learn.observation import cached_observation_spaces, embed_buffer
+from robolearn.learn.online import OnlineTrainer
+from robolearn.learn.runs import FinetuneRun
+from robolearn.learn.train import (
+    ScalarLogger,
+    camera_names,
+    default_observation_keys,
+    store_buffer,
+    twin_only,
+)
 
 
 class ActorFailedError(RobolearnError):
@@ -126,83 +130,139 @@ def build_env(cell: str, task: str, seed: int, cameras: bool, reward: str, teleo
     return env
 
 
+PRETRAINED_PARTS = ("encoder.", "actor.")
+"""What a fine-tuning agent always takes from its ``--init`` checkpoint; critics, targets and the
+temperature come along where their shapes fit (a pretraining with 10 critics can start a fine-tuning
+with 2), and the update counter starts again (so ``critic_warmup_steps`` applies)."""
+
+
 def init_agent(cfg: Any, init: str | None, shapes: dict[str, tuple[int, ...]], action_dim: int,
                device: torch.device, demos: ReplayBuffer | None = None) -> torch.nn.Module:
-    """The agent of checkpoint ``init``, else a fresh one (observations standardized with ``demos``)."""
-    agent = make_agent(cfg, shapes, action_dim)
+    """The agent to fine-tune: the pretrained agent of checkpoint ``init`` (``continue_pretrained``),
+    else a fresh one (observations standardized with ``demos``)."""
+    from safetensors.torch import load_file
+
     if init is None:
+        agent = make_agent(cfg, shapes, action_dim)
         if demos is not None:
             fit_normalization(agent, demos)
         return agent.to(device)
-    agent = agent.to(device)
     source = read_config(init)
     if sorted(source["obs_shapes"]) != sorted(shapes):
         raise CheckpointError(f"{init} was trained on observations {sorted(source['obs_shapes'])}, not {sorted(shapes)}; "
                               f"pass --obs {','.join(sorted(source['obs_shapes']))}")
-    load_checkpoint(init, agent, device=device)
+    pretrained = config_from_dict(source["algo"], source["algo_config"]).encoder
+    state = load_file(str(Path(init) / "model.safetensors"), device=str(device))
+    return continue_pretrained(cfg, pretrained, state, shapes, action_dim, device, source=str(init))
+
+
+def continue_pretrained(cfg: Any, pretrained_encoder: Any, state: dict[str, torch.Tensor],
+                        shapes: dict[str, tuple[int, ...]], action_dim: int, device: torch.device,
+                        source: str = "the pretrained agent") -> torch.nn.Module:
+    """A ``cfg`` agent that continues a pretrained one (its weights ``state``): the pretrained
+    encoder settings with this run's ``cache``, ``cached_crops`` and ``augment``, and the
+    ``PRETRAINED_PARTS`` of ``state`` (with whatever else fits)."""
+    cfg = dataclasses.replace(cfg, encoder=dataclasses.replace(
+        pretrained_encoder, cache=cfg.encoder.cache, cached_crops=cfg.encoder.cached_crops, augment=cfg.encoder.augment))
+    agent = make_agent(cfg, shapes, action_dim).to(device)
+    own = agent.state_dict()
+    needed = [k for k in own if k.startswith(PRETRAINED_PARTS)]
+    wrong = [k for k in needed if k not in state or state[k].shape != own[k].shape]
+    if wrong:
+        raise CheckpointError(f"{source}: its encoder and actor do not fit this agent ({wrong[:3]} of {len(wrong)} "
+                              "tensors missing or of another shape); fine-tune with the algorithm it was pretrained "
+                              "with, or the same hidden sizes")
+    fits = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape and k != "updates"}
+    agent.load_state_dict(fits, strict=False)
+    if hasattr(agent, "target_encoder") and not any(k.startswith("target_encoder.") for k in fits):
+        agent.target_encoder.load_state_dict(agent.encoder.state_dict())
     return agent
 
 
-def finetune(algo: str, store: str, task: str, cell: str, steps: int, out: str, init: str | None = None,
-             reward: str = "oracle", actors: int = 0, config_path: str | None = None, overrides: tuple[str, ...] = (),
-             keys: list[str] | None = None, device: str | None = None, seed: int = 0, eval_episodes: int = 10,
-             role: str = "all", router: str | None = None, teleop: str | None = None,
-             intervene_probability: float = 0.05, hold_when_learner_away: bool = False,
-             wandb_project: str | None = None, compile: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Fine-tune online for ``steps`` env steps in total (see the module doc for ``role``); writes
-    ``out/last`` and, with actors, the crash-safe learner checkpoint ``out/learner`` (rerun to resume).
+def finetune(run: FinetuneRun, role: str = "all", router: str | None = None, hold_when_learner_away: bool = False,
+             resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Fine-tune online for ``run.steps`` env steps in total (see the module doc for ``role``), from
+    the pretrained agent ``run.init`` when given; writes ``OUT/last`` every ``run.checkpoint_every``
+    env steps (at an episode end) and at the end, and with actors the crash-safe learner checkpoint
+    ``OUT/learner``; ``resume`` continues from them bit-exactly.
 
-    Demonstrations are the store's episodes of ``task`` that did not come from earlier online runs;
-    online episodes of this run are appended to the store as they finish."""
+    Demonstrations are the store's episodes of the task that did not come from earlier online runs;
+    online episodes of this run are appended to the store as they finish. With ``init``, the result
+    also scores the pretrained policy on the same evaluation seeds as the fine-tuned one."""
     from robolearn.store import DemoStore
 
     if role not in ("all", "learner", "actor"):
         raise UsageError(f"role must be all, learner or actor, got {role!r}")
-    cfg = load_algo_config(algo, config_path, overrides)
-    out_dir = Path(out)
-    store_keys = list(DemoStore.open(store, mode="r").keys)
-    cameras = any(k.startswith("rgb_") for k in store_keys)
-    al = ActorLearnerConfig(router=router or "tcp/127.0.0.1:7447", prefix=f"robolearn/learn/{task}",
+    cfg = run.agent
+    out_dir = Path(run.out)
+    store_keys = list(DemoStore.open(run.store, mode="r").keys)
+    keys = run.obs or default_observation_keys(store_keys)
+    cameras = camera_names({k: () for k in keys})
+    al = ActorLearnerConfig(router=router or "tcp/127.0.0.1:7447", prefix=f"robolearn/learn/{run.task}",
                             hold_when_learner_away=hold_when_learner_away)
-    env_args = (cell, task, cameras, reward, teleop, intervene_probability)
+    env_args = (run.cell, run.task, cameras, run.reward, run.teleop, run.intervene_probability)
     if role == "actor":
         result_path = out_dir / "actor.json"
         out_dir.mkdir(parents=True, exist_ok=True)
-        finetune_actor_main(env_args, seed, {"algo": cfg.algo, **config_to_dict(cfg)}, keys, init, store,
-                            al.__dict__, f"actor-{seed}", steps, str(result_path))
-        return {"algo": algo, "role": role, "router": al.router, **json.loads(result_path.read_text())}
+        finetune_actor_main(env_args, run.seed, {"algo": cfg.algo, **config_to_dict(cfg)}, keys, run.init, run.store,
+                            al.__dict__, f"actor-{run.seed}", run.steps, str(result_path))
+        return {"algo": run.algo, "role": role, "router": al.router, **json.loads(result_path.read_text())}
 
-    dev = pick_device(device)
-    demos, shapes, action_dim = store_buffer(store, task, keys, cfg.gamma, r_neg=cfg.r_neg,
-                                             exclude_sources=("online",), extra_capacity=steps, algo=algo)
-    agent = init_agent(cfg, init, shapes, action_dim, dev, demos)
-    append = episode_appender(store, task, store_keys)
-    extra = {"task": task, "cell": cell, "store": str(store), "reward": reward}
-    logger = ScalarLogger(out_dir / "logs", wandb_project, {"algo": algo, **config_to_dict(cfg)})
+    dev = pick_device(run.device)
+    demos, shapes, action_dim = store_buffer(run.store, run.task, keys, cfg.gamma, r_neg=cfg.r_neg,
+                                             exclude_sources=("online",), extra_capacity=run.steps, algo=run.algo,
+                                             seed=run.seed + 1)
+    agent = init_agent(cfg, run.init, shapes, action_dim, dev, demos)
+    append = episode_appender(run.store, run.task, store_keys)
+    extra = {"task": run.task, "cell": cell_label(run.cell), "store": str(run.store), "reward": run.reward,
+             "twin_only": twin_only(shapes), "init": run.init}
+    logger = ScalarLogger(out_dir / "logs", run.wandb, {"algo": run.algo, **config_to_dict(agent.cfg)})
     stats: dict[str, Any] = {}
     start = time.monotonic()
-    if role == "all" and actors == 0:
-        env = build_env(*env_args[:2], seed, *env_args[2:])
-        result: TrainResult = train_online(env, cfg, steps, demos=None if cfg.offline_fraction == 0 else demos,
-                                           init_agent=agent if init else None, device=dev, seed=seed,
-                                           obs_keys=sorted(shapes), on_episode=append, log=logger.log,
-                                           compile=compile, progress=progress)
+    if role == "all" and run.actors == 0:
+        env = build_env(*env_args[:2], run.seed, *env_args[2:])
+        trainer = OnlineTrainer(env, agent.cfg, demos if agent.cfg.offline_fraction > 0 else None,
+                                agent if run.init else None, dev, run.seed, sorted(shapes), run.steps + 1,
+                                run.compile, append)
+        last = out_dir / "last"
+        recover_checkpoint(last)
+        if resume and (last / "config.json").exists():
+            trainer.resume(last)
+        due = [(trainer.result.env_steps // run.checkpoint_every + 1) * run.checkpoint_every]
+
+        def at_episode_end(t: OnlineTrainer) -> bool:
+            if t.result.env_steps >= due[0]:
+                t.checkpoint(last, **extra)
+                due[0] = (t.result.env_steps // run.checkpoint_every + 1) * run.checkpoint_every
+            return False
+
+        result = trainer.run(run.steps, progress, logger.log, at_episode_end)
+        trainer.checkpoint(last, **extra)
         agent = result.agent
         if isinstance(env, LearnedReward):
             stats.update(env.stats())
         stats.update(episodes=len(result.episode_successes), updates=result.updates,
                      online_success_rate=float(np.mean(result.episode_successes or [0])))
     else:
-        local_actors = actors if role == "all" else 0
-        agent, learner_stats = run_learner(cfg, agent, demos, shapes, action_dim, store, steps, out_dir, init, env_args,
-                                           local_actors, seed, dev, extra, al, router, logger, compile, progress)
+        local_actors = run.actors if role == "all" else 0
+        agent, learner_stats = run_learner(cfg, agent, demos, shapes, action_dim, run.store, run.steps, out_dir, run.init,
+                                           env_args, local_actors, run.seed, dev, extra, al, router, logger,
+                                           run.compile, progress)
+        save_agent(out_dir / "last", agent, shapes, run.steps, **extra)
         stats.update(learner_stats)
     logger.close()
-    save_agent(out_dir / "last", agent, shapes, steps, **extra)
-    eval_env = build_env(cell, task, seed + 1000, cameras, "oracle")
-    evaluation = evaluate(eval_env, AgentPolicy(agent, sorted(shapes), dev), eval_episodes, seed=200_000)
-    return {"algo": algo, "role": role, "env_steps": steps, "actors": actors, "checkpoint": str(out_dir / "last"),
-            "success_rate": evaluation["success_rate"], "wall_minutes": round((time.monotonic() - start) / 60, 2),
+    success_rate = None
+    if run.eval_episodes:
+        eval_env = build_env(run.cell, run.task, run.seed + 1000, cameras, "oracle")
+        success_rate = evaluate(eval_env, AgentPolicy(agent, sorted(shapes), dev), run.eval_episodes,
+                                seed=200_000)["success_rate"]
+        if run.init:
+            pretrained = agent_from_checkpoint(run.init, dev)[0]
+            stats["pretrained_success_rate"] = evaluate(eval_env, AgentPolicy(pretrained, sorted(shapes), dev),
+                                                        run.eval_episodes, seed=200_000)["success_rate"]
+    return {"algo": run.algo, "role": role, "env_steps": run.steps, "actors": run.actors,
+            "checkpoint": str(out_dir / "last"), "observations": sorted(shapes), "twin_only": twin_only(shapes),
+            "success_rate": success_rate, "wall_minutes": round((time.monotonic() - start) / 60, 2),
             "device": str(dev), **stats}
 
 
@@ -218,7 +278,8 @@ def run_learner(cfg: Any, agent: torch.nn.Module, demos: ReplayBuffer, shapes: d
     listen = router or free_endpoint()
     zenoh_router = open_router(listen)
     al.router = listen.replace("0.0.0.0", "127.0.0.1")
-    spaces = {k: (s, np.dtype(np.uint8) if k.startswith("rgb_") else np.dtype(np.float32)) for k, s in shapes.items()}
+    spaces = cached_observation_spaces(agent.encoder, shapes)
+    demos = embed_buffer(agent.encoder, demos, dev)
     buffer = MixedBuffer(demos, ReplayBuffer(spaces, action_dim, max(steps, 1)), cfg.offline_fraction, cfg.gamma, cfg.r_neg)
     learner = Learner(agent, buffer, out_dir / "learner", al, dev, extra)
     if compile:

@@ -37,6 +37,12 @@ class ScriptedIntervention:
         self.remaining = 0
         self.expert.reset()
 
+    def reseed(self, seed: int) -> None:
+        """Restart when and how the expert takes over from ``seed`` (a resumable run reseeds every episode)."""
+        self.rng = np.random.default_rng([seed, 1])
+        if hasattr(self.expert, "reseed"):
+            self.expert.reseed(seed)
+
     def read(self) -> TeleopCommand:
         command = self.expert.read()
         if self.remaining == 0 and self.rng.random() < self.start_probability:
@@ -55,6 +61,10 @@ class Intervention(gym.Wrapper):
         self.interventions = 0
 
     def reset(self, **kwargs):
+        """Reset the env and the teleop; a seeded reset also reseeds the teleop's own randomness (a
+        scripted intervener's), so seeded episodes repeat exactly."""
+        if hasattr(self.teleop, "reseed") and kwargs.get("seed") is not None:
+            self.teleop.reseed(kwargs["seed"])
         if hasattr(self.teleop, "reset"):
             self.teleop.reset()
         return self.env.reset(**kwargs)

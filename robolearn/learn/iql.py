@@ -6,21 +6,21 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from robolearn.learn import losses
-from robolearn.learn.models import CriticEnsemble, GaussianTanhActor, ObservationEncoder, mlp
+from robolearn.learn.models import CriticEnsemble, GaussianTanhActor, mlp
+from robolearn.learn.observation import EncoderConfig, ObservationEncoder
 
 
 @dataclass
 class IQLConfig:
     """IQL hyperparameters (locomotion defaults). actor_lr_decay_steps: length of the actor's cosine
     learning-rate decay (IQL decays over the whole offline run); ``None`` takes the run's step count,
-    0 keeps the rate constant. normalize_obs: standardize vector observations with the dataset's
-    statistics."""
+    0 keeps the rate constant. encoder: how observations become features (``EncoderConfig``)."""
 
     algo: str = "iql"
     n_critics: int = 2
@@ -32,20 +32,14 @@ class IQLConfig:
     expectile: float = 0.7
     beta: float = 3.0
     actor_lr_decay_steps: int | None = None
-    image_encoder: str = "cnn"
-    image_latent_dim: int = 50
-    proprio_latent_dim: int = 0
-    pretrained_encoder: str | None = None
-    augment: bool = True
-    normalize_obs: bool = True
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
 
 class IQLAgent(nn.Module):
     def __init__(self, cfg: IQLConfig, obs_shapes: dict[str, tuple[int, ...]], action_dim: int):
         super().__init__()
         self.cfg, self.obs_shapes, self.action_dim = cfg, obs_shapes, action_dim
-        self.encoder = ObservationEncoder(obs_shapes, cfg.image_encoder, cfg.image_latent_dim, cfg.proprio_latent_dim,
-                                          cfg.augment, cfg.pretrained_encoder)
+        self.encoder = ObservationEncoder(obs_shapes, cfg.encoder)
         f = self.encoder.out_dim
         self.actor = GaussianTanhActor(f, action_dim, cfg.hidden)
         self.critic = CriticEnsemble(f, action_dim, cfg.n_critics, cfg.hidden, layer_norm=False)

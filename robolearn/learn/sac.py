@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from robolearn.learn import losses
-from robolearn.learn.models import CriticEnsemble, GaussianTanhActor, ObservationEncoder
+from robolearn.learn.models import CriticEnsemble, GaussianTanhActor
+from robolearn.learn.observation import EncoderConfig, ObservationEncoder
 
 
 @dataclass
@@ -33,8 +34,16 @@ class SACConfig:
     trajectory whose every reward is r_neg at r_neg/(1−γ), any other at its discounted return-to-go);
     None for dense rewards (always the plain discounted return-to-go).
     max_target_backup: the TD target takes the best of cql_n_actions sampled next actions. warmup_steps:
-    WSRL's env steps of the frozen pretrained policy before any update. normalize_obs: standardize
-    vector observations with the demonstrations' statistics (as CORL's Cal-QL and IQL do).
+    WSRL's env steps of the frozen pretrained policy before any update. encoder: how observations
+    become features (``EncoderConfig``).
+
+    Pretraining and fine-tuning the same agent: offline (``robolearn train``), ``pretrain`` ``bc``
+    trains the encoder and the actor by behaviour cloning (``GaussianTanhActor.bc_loss``), ``rl``
+    runs the algorithm's own update (Cal-QL). Online, from such a
+    checkpoint, ``critic_warmup_steps`` update cycles train only the critics (on the demonstrations
+    and the first online data) before the actor moves, so a pretrained actor is not pulled around by
+    untrained critics; ``bc_weight`` > 0 adds that many times the behaviour-cloning loss on the
+    demonstration share of every batch to the actor's loss.
     """
 
     algo: str = "rlpd"  # rlpd | calql | wsrl | sac
@@ -63,26 +72,25 @@ class SACConfig:
     r_neg: float | None = 0.0
     max_target_backup: bool = False
     warmup_steps: int = 0
-    image_encoder: str = "cnn"
-    image_latent_dim: int = 50
-    proprio_latent_dim: int = 0
-    pretrained_encoder: str | None = None
-    augment: bool = True
-    normalize_obs: bool = True
+    pretrain: str = "rl"
+    bc_weight: float = 0.0
+    critic_warmup_steps: int = 0
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
     def __post_init__(self) -> None:
         if self.actor_q not in ("mean", "min"):
             raise ValueError(f"actor_q must be 'mean' or 'min', got {self.actor_q!r}")
         if not 1 <= self.critic_subset <= self.n_critics:
             raise ValueError(f"critic_subset must be in 1..n_critics={self.n_critics}, got {self.critic_subset}")
+        if self.pretrain not in ("bc", "rl"):
+            raise ValueError(f"pretrain must be 'bc' (behaviour cloning of the actor) or 'rl', got {self.pretrain!r}")
 
 
 class SACAgent(nn.Module):
     def __init__(self, cfg: SACConfig, obs_shapes: dict[str, tuple[int, ...]], action_dim: int):
         super().__init__()
         self.cfg, self.obs_shapes, self.action_dim = cfg, obs_shapes, action_dim
-        self.encoder = ObservationEncoder(obs_shapes, cfg.image_encoder, cfg.image_latent_dim, cfg.proprio_latent_dim,
-                                          cfg.augment, cfg.pretrained_encoder)
+        self.encoder = ObservationEncoder(obs_shapes, cfg.encoder)
         f = self.encoder.out_dim
         self.actor = GaussianTanhActor(f, action_dim, cfg.hidden, cfg.actor_layer_norm, cfg.activation)
         self.critic = CriticEnsemble(f, action_dim, cfg.n_critics, cfg.hidden, cfg.critic_layer_norm, cfg.activation)
@@ -94,9 +102,14 @@ class SACAgent(nn.Module):
                                              lr=cfg.critic_lr)
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.temperature_optim = torch.optim.Adam([self.log_temperature], lr=cfg.temperature_lr)
+        self.bc_optim = torch.optim.Adam(list(self.actor.parameters()) + list(self.encoder.parameters()), lr=cfg.actor_lr)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.int64))  # update cycles; checkpointed
+        self._updates: int | None = None  # host copy, so the warm-up check needs no device sync per step
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_updates", None))
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"critic": self.critic_optim, "actor": self.actor_optim, "temperature": self.temperature_optim}
+        return {"critic": self.critic_optim, "actor": self.actor_optim, "temperature": self.temperature_optim,
+                "bc": self.bc_optim}
 
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
@@ -150,13 +163,20 @@ class SACAgent(nn.Module):
                                               lp_next.view(b, n), floor, cfg.cql_alpha, self.action_dim)
 
     def actor_step(self, batch: dict) -> dict[str, torch.Tensor]:
-        """One step of the actor on E[α log π − Q] (critics frozen), then one of the temperature."""
+        """One step of the actor on E[α log π − Q] (critics frozen; plus ``bc_weight`` × the
+        behaviour-cloning loss on the batch's demonstrations), then one of the temperature."""
         features = self.encoder(batch["obs"]).detach()
         action, log_prob = self.actor.sample(features)
         self.critic.requires_grad_(False)
         q_pi = self.critic(features, action)
         self.critic.requires_grad_(True)
         loss = losses.actor_loss(q_pi, log_prob, self.log_temperature.exp().detach(), self.cfg.actor_q)
+        info = {}
+        if self.cfg.bc_weight > 0 and "demo" in batch and bool(batch["demo"].any()):
+            demo = batch["demo"] > 0
+            bc = self.actor.bc_loss(features[demo], batch["action"][demo])
+            loss = loss + self.cfg.bc_weight * bc
+            info["bc_loss"] = bc.detach()
         self.actor_optim.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_optim.step()
@@ -165,12 +185,35 @@ class SACAgent(nn.Module):
         t_loss.backward()
         self.temperature_optim.step()
         return {"actor_loss": loss.detach(), "temperature": self.log_temperature.detach().exp(),
-                "entropy": -log_prob.detach().mean()}
+                "entropy": -log_prob.detach().mean(), **info}
+
+    def bc_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Behaviour cloning: one step of the encoder and the actor on the batch's actions (``bc_loss``)."""
+        loss = self.actor.bc_loss(self.encoder(batch["obs"]), batch["action"])
+        self.bc_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.bc_optim.step()
+        return {"bc_loss": loss.detach()}
 
     def update(self, batches: list[dict]) -> dict[str, float]:
-        """``len(batches)`` critic steps, then one actor and temperature step on the last batch."""
+        """``len(batches)`` critic steps, then one actor and temperature step on the last batch (the
+        first ``critic_warmup_steps`` update cycles train the critics only)."""
         info: dict[str, torch.Tensor] = {}
         for batch in batches:
             info = self.critic_step(batch)
-        info.update(self.actor_step(batches[-1]))
+        if self._updates is None:
+            self._updates = int(self.updates)
+        if self._updates >= self.cfg.critic_warmup_steps:
+            info.update(self.actor_step(batches[-1]))
+        self.updates += 1
+        self._updates += 1
+        return losses.as_floats(info)
+
+    def offline_update(self, batches: list[dict]) -> dict[str, float]:
+        """One offline step of ``robolearn train``: behaviour cloning (``pretrain: bc``) or ``update``."""
+        if self.cfg.pretrain == "rl":
+            return self.update(batches)
+        info: dict[str, torch.Tensor] = {}
+        for batch in batches:
+            info = self.bc_step(batch)
         return losses.as_floats(info)

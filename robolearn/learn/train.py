@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robolearn.cell import cell_label
 from robolearn.config import ConfigError, load_config, resolve_config_path
 from robolearn.errors import DependencyError, RobolearnError
 from robolearn.learn.agent_policy import AgentPolicy, pick_device
@@ -28,6 +29,7 @@ from robolearn.learn.api import (
 )
 from robolearn.learn.buffer import BadTransitionError, ReplayBuffer
 from robolearn.learn.checkpoint import load_checkpoint, read_config, recover_checkpoint
+from robolearn.learn.runs import TrainRun
 
 EPISODE_KEYS = ("action", "reward", "terminated")
 
@@ -91,17 +93,23 @@ class ScalarLogger:
             self.wandb_run.finish()
 
 
+def default_observation_keys(store_keys: Sequence[str]) -> list[str]:
+    """What a real cell observes: ``state`` and every camera's color image in the store (never the
+    twin's privileged ``object_state``; name it with ``--obs`` for a twin-only policy)."""
+    return sorted(k for k in store_keys if k == "state" or k.startswith("rgb_"))
+
+
 def store_buffer(store_path: str, task: str | None, keys: list[str] | None, gamma: float, chunk: int = 1,
                  r_neg: float | None = 0.0, successful_only: bool = False, exclude_sources: Sequence[str] = (),
-                 extra_capacity: int = 0, require_reward: bool = True,
-                 algo: str = "this algorithm") -> tuple[ReplayBuffer, dict[str, tuple[int, ...]], int]:
+                 extra_capacity: int = 0, require_reward: bool = True, algo: str = "this algorithm",
+                 seed: int = 0) -> tuple[ReplayBuffer, dict[str, tuple[int, ...]], int]:
     """The episodes of a DemoStore as transitions; returns (buffer, obs shapes, action dim).
 
-    task: only that task's episodes. keys: observation keys (default: the vector ones, ``state`` and
-    ``object_state``; images only when nothing else is stored). successful_only / exclude_sources
-    (e.g. ``("online",)``) filter episodes by their metadata. extra_capacity: room beyond the stored
-    steps (interventions are added to the demo buffer while fine-tuning). require_reward: refuse a
-    store without ``reward`` (everything but BC needs it; ``algo`` names the algorithm in the error).
+    task: only that task's episodes. keys: observation keys (default: ``default_observation_keys``).
+    successful_only / exclude_sources (e.g. ``("online",)``) filter episodes by their metadata.
+    extra_capacity: room beyond the stored steps (interventions are added to the demo buffer while
+    fine-tuning). require_reward: refuse a store without ``reward`` (everything but BC needs it;
+    ``algo`` names the algorithm in the error). seed: the buffer's batch sampler.
     """
     from robolearn.store import DemoStore
 
@@ -112,15 +120,17 @@ def store_buffer(store_path: str, task: str | None, keys: list[str] | None, gamm
         raise StoreDataError(f"store {store_path} has no reward (e.g. imported from a LeRobot dataset without "
                              f"next.reward) and {algo} learns from rewards: label them with `robolearn reward relabel "
                              f"--reward oracle|classifier:CKPT --store {store_path} --out NEW.zarr`, or train --algo bc")
-    available = [k for k in store.keys if k in ("state", "object_state") or k.startswith("rgb_")]
-    keys = keys or [k for k in available if not k.startswith("rgb_")] or available
+    keys = keys or default_observation_keys(store.keys)
+    if not keys:
+        raise StoreDataError(f"store {store_path} has neither state nor camera images; pick keys with --obs "
+                             f"(it has {sorted(store.keys)})")
     missing = [k for k in keys if k not in store.keys]
     if missing:
         raise StoreDataError(f"store {store_path} lacks {missing}; it has {sorted(store.keys)}: pick keys with --obs")
     first = store.episode(0, keys)
     spaces = {k: (first[k].shape[1:], np.dtype(np.uint8) if k.startswith("rgb_") else np.dtype(np.float32)) for k in keys}
     action_dim = int(store.episode(0, ["action"])["action"].shape[1])
-    buffer = ReplayBuffer(spaces, action_dim, max(store.n_steps + extra_capacity, 1), chunk=chunk)
+    buffer = ReplayBuffer(spaces, action_dim, max(store.n_steps + extra_capacity, 1), chunk=chunk, seed=seed)
     read_keys = [*keys, *(k for k in EPISODE_KEYS if k in store.keys)]
     for i, meta in enumerate(store.episode_metas()):
         if (task is not None and meta.get("task") not in (None, task)) or meta.get("source") in exclude_sources:
@@ -152,44 +162,44 @@ def step_checkpoints(out_dir: Path) -> list[Path]:
     return [out_dir / f"step_{n}" for n in steps]
 
 
-def train_from_store(algo: str, store: str, task: str, cell: str, steps: int, eval_every: int, eval_episodes: int,
-                     out: str, config_path: str | None = None, overrides: tuple[str, ...] = (),
-                     keys: list[str] | None = None, device: str | None = None, seed: int = 0,
-                     checkpoint_every: int | None = None, wandb_project: str | None = None,
-                     compile: bool = False, progress: bool = True,
-                     keep_checkpoints: int | None = None) -> dict[str, Any]:
-    """Offline training with twin evaluation every ``eval_every`` steps and a checkpoint in ``out/last``
-    every ``checkpoint_every`` steps (default: ``eval_every``, else 1000); running it again resumes
-    from ``out/last`` (weights, optimizers, torch and buffer RNG states, step). Every evaluation also
-    writes ``out/step_<N>`` (the newest ``keep_checkpoints`` are kept; None: all), and ``out/best``
-    holds the best-evaluated weights, across resumed runs too."""
-    cfg = resolve_run_length(load_algo_config(algo, config_path, overrides), steps)
+def twin_only(keys: Sequence[str]) -> bool:
+    """Whether a policy on ``keys`` needs the twin: it observes the privileged ``object_state``."""
+    return "object_state" in keys
+
+
+def train_from_store(run: TrainRun, progress: bool = True) -> dict[str, Any]:
+    """Offline training (``robolearn train``): twin evaluation every ``run.eval_every`` steps (each also
+    writes ``OUT/step_<N>``, the newest ``keep_checkpoints`` kept), ``OUT/best`` with the best-evaluated
+    weights, and ``OUT/last`` every ``checkpoint_every`` steps (weights, optimizers, torch and buffer RNG
+    states, step), from which the same run resumes (``prepare_run_dir`` decides whether it may)."""
+    cfg = resolve_run_length(run.agent, run.steps)
     rank, world = init_distributed()
-    dev = pick_device(device)
-    torch.manual_seed(seed)
-    buffer, shapes, action_dim = store_buffer(store, task, keys, getattr(cfg, "gamma", 0.99), getattr(cfg, "chunk", 1),
-                                              getattr(cfg, "r_neg", 0.0), getattr(cfg, "successful_only", False),
-                                              require_reward=algo != "bc", algo=algo)
+    dev = pick_device(run.device)
+    torch.manual_seed(run.seed)
+    buffer, shapes, action_dim = store_buffer(run.store, run.task, run.obs, getattr(cfg, "gamma", 0.99),
+                                              getattr(cfg, "chunk", 1), getattr(cfg, "r_neg", 0.0),
+                                              getattr(cfg, "successful_only", False), require_reward=_learns_rewards(cfg),
+                                              algo=run.algo, seed=run.seed)
     agent = make_agent(cfg, shapes, action_dim)
     fit_normalization(agent, buffer)
     agent = agent.to(dev)
-    out_dir = Path(out)
+    out_dir = Path(run.out)
     last = out_dir / "last"
     recover_checkpoint(last)
     start = 0
     if (last / "config.json").exists():
         config, _ = load_checkpoint(last, agent, agent.optimizers(), dev, rngs={"buffer": buffer.rng})
         start = int(config["step"])
-    checkpoint_every = checkpoint_every or eval_every or 1000
-    logger = ScalarLogger(out_dir / "logs", wandb_project, {"algo": algo, **config_to_dict(cfg)}) if rank == 0 else None
+    checkpoint_every = run.checkpoint_every or run.eval_every or 1000
+    logger = ScalarLogger(out_dir / "logs", run.wandb, {"algo": run.algo, **config_to_dict(cfg)}) if rank == 0 else None
     env = None
-    if eval_every and rank == 0:
+    if run.eval_every and rank == 0:
         from robolearn.env import make_env
 
-        env = make_env(cell=cell, task=task, seed=seed + 1, cameras=any(k.startswith("rgb_") for k in shapes))
+        env = make_env(cell=run.cell, task=run.task, seed=run.seed + 1, cameras=camera_names(shapes))
     evals: list[dict[str, float]] = []
     best = best_success_rate(out_dir / "best")
-    extra = {"task": task, "cell": cell, "store": str(store)}
+    extra = {"task": run.task, "cell": cell_label(run.cell), "store": str(run.store), "twin_only": twin_only(shapes)}
 
     def callback(step: int, agent: torch.nn.Module, info: dict[str, float]) -> None:
         nonlocal best
@@ -197,15 +207,15 @@ def train_from_store(algo: str, store: str, task: str, cell: str, steps: int, ev
             return
         if step % 100 == 0:
             logger.log(step, {f"train/{k}": v for k, v in info.items()})
-        if eval_every and step % eval_every == 0:
-            result = evaluate(env, AgentPolicy(agent, sorted(shapes), dev), eval_episodes, seed=100_000)
+        if run.eval_every and step % run.eval_every == 0:
+            result = evaluate(env, AgentPolicy(agent, sorted(shapes), dev), run.eval_episodes, seed=100_000)
             agent.train()
             evals.append({"step": step, **result})
             logger.log(step, {f"eval/{k}": v for k, v in result.items()})
             save_agent(out_dir / f"step_{step}", agent, shapes, step, resumable=False, **extra, eval=result)
-            if keep_checkpoints is not None:
+            if run.keep_checkpoints is not None:
                 saved = step_checkpoints(out_dir)
-                for old in saved[: max(len(saved) - keep_checkpoints, 0)]:
+                for old in saved[: max(len(saved) - run.keep_checkpoints, 0)]:
                     shutil.rmtree(old)
             if result["success_rate"] > best:
                 best = result["success_rate"]
@@ -213,12 +223,24 @@ def train_from_store(algo: str, store: str, task: str, cell: str, steps: int, ev
         if step % checkpoint_every == 0:
             save_agent(last, agent, shapes, step, rngs={"buffer": buffer.rng}, **extra)
 
-    train_offline(cfg, buffer, steps, shapes, action_dim, dev, seed, agent=agent, callback=callback, start_step=start,
-                  compile=compile, progress=progress and rank == 0)
+    train_offline(cfg, buffer, run.steps, shapes, action_dim, dev, run.seed, agent=agent, callback=callback,
+                  start_step=start, compile=run.compile, progress=progress and rank == 0)
     if rank == 0:
-        save_agent(last, agent, shapes, steps, rngs={"buffer": buffer.rng}, **extra)
+        save_agent(last, agent, shapes, run.steps, rngs={"buffer": buffer.rng}, **extra)
         logger.close()
-    return {"algo": algo, "steps": steps, "resumed_from": start, "world_size": world, "transitions": len(buffer),
-            "checkpoint": str(last), "success_rate": evals[-1]["success_rate"] if evals else None,
+    return {"algo": run.algo, "steps": run.steps, "resumed_from": start, "world_size": world,
+            "transitions": len(buffer), "checkpoint": str(last), "observations": sorted(shapes),
+            "twin_only": twin_only(shapes),
+            "success_rate": evals[-1]["success_rate"] if evals else None,
             "best_success_rate": None if best == -math.inf else best,
             "step_checkpoints": [str(p) for p in step_checkpoints(out_dir)], "device": str(dev)}
+
+
+def _learns_rewards(cfg: Any) -> bool:
+    """Whether offline training of ``cfg`` needs rewards (not behaviour cloning)."""
+    return cfg.algo != "bc" and getattr(cfg, "pretrain", "rl") == "rl"
+
+
+def camera_names(shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """The cameras whose images a policy on these observations reads."""
+    return sorted(k[len("rgb_"):] for k in shapes if k.startswith("rgb_"))
