@@ -149,6 +149,28 @@ def test_data_export_and_import(collected, capsys, tmp_path):
         np.testing.assert_array_equal(DemoStore.open(back).array("state")[:], source.array("state")[:])
 
 
+def test_collect_stamps_every_episode_on_one_clock(collected, capsys):
+    """The twin's clock restarts at 0 every episode; the store's ``stamp_ns`` does not: one clock
+    (ns since the Unix epoch) across episodes and across collect runs appending to the store."""
+    import time
+
+    path, _, _ = collected
+    store = DemoStore.open(path)
+    stamps = store.array("stamp_ns")[:]
+    period_ns = 100_000_000
+    assert np.all(np.diff(stamps) > 0), "monotonic across episodes"
+    for i in range(store.n_episodes):
+        span = store.episode_slice(i)
+        assert np.all(np.diff(stamps[span]) == period_ns), "an episode keeps the control period"
+    assert abs(int(stamps[0]) - time.time_ns()) < 3600 * 10**9, "wall-clock time, not the twin's 0"
+    copy = path.parent / "appended.zarr"
+    copy_episodes(store, copy, range(store.n_episodes))
+    before = int(DemoStore.open(copy).array("stamp_ns")[-1])
+    code, _, _ = run(["collect", "--task", "reach", "--episodes", "1", "--store", str(copy), "--json", *SMALL], capsys)
+    assert code == 0
+    assert int(DemoStore.open(copy).array("stamp_ns")[store.n_steps]) >= before + period_ns
+
+
 def test_collect_refuses_a_store_with_other_keys(collected, capsys, tmp_path):
     path, _, _ = collected
     code, _, err = run(["collect", "--task", "reach", "--episodes", "1", "--store", str(path), "--no-cameras"], capsys)
