@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from robolearn.store import DemoStore
+from robolearn.store.store import copy_episodes
 from robolearn.store.convert_lerobot import export_lerobot, import_lerobot
 from robolearn.store.convert_mcap import export_mcap, import_mcap
 
@@ -112,23 +113,38 @@ def test_mcap_round_trip_is_lossless(source, tmp_path):
 
     bag = tmp_path / "bag"
     result = export_mcap(source, bag)
-    assert result["episodes"] == 2 and result["steps"] == 10
+    assert result["episodes"] == 2 and result["steps"] == 10 and result["clock"] == "stamp_ns"
     with Reader(bag) as reader:
         topics = {c.topic: c.msgtype for c in reader.connections}
         assert reader.message_count == result["messages"]
-    assert topics["/rgb_front/compressed"] == "sensor_msgs/msg/CompressedImage"
-    assert topics["/depth_front"] == "sensor_msgs/msg/Image"
-    assert topics["/joint_states"] == "sensor_msgs/msg/JointState"
-    assert topics["/robolearn/state"] == "std_msgs/msg/Float32MultiArray"
-    assert topics["/robolearn/contact_count"] == "std_msgs/msg/Int64MultiArray"
+    assert topics["/robolearn/camera/front/image/compressed"] == "sensor_msgs/msg/CompressedImage"
+    assert topics["/robolearn/camera/front/depth"] == "sensor_msgs/msg/Image"
+    assert topics["/robolearn/camera/wrist/camera_info"] == "sensor_msgs/msg/CameraInfo"
+    assert topics["/robolearn/arm/joint_states"] == "sensor_msgs/msg/JointState"
+    assert topics["/robolearn/teleop"] == "robolearn_msgs/msg/TeleopCommand"
+    assert topics["/robolearn/store/contact_count"] == "std_msgs/msg/Int64MultiArray"
+    assert topics["/robolearn/store/terminated"] == "std_msgs/msg/UInt8MultiArray"
     assert list(bag.glob("*.mcap"))
 
     copy = import_mcap(bag, tmp_path / "back.zarr")
     assert_same_store(copy, source, rgb_exact=True)
     assert [copy.encoded_frame("rgb_wrist", t) for t in range(10)] == \
         [source.encoded_frame("rgb_wrist", t) for t in range(10)], "the JPEG files travel unchanged"
+    bare = import_mcap(next(bag.glob("*.mcap")), tmp_path / "bare.zarr")
+    assert_same_store(bare, source, rgb_exact=True)
     with pytest.raises(FileExistsError, match="rosbag2 writes a new directory"):
         export_mcap(source, bag)
+
+
+def test_mcap_export_of_a_store_without_one_clock_rebuilds_it(source, tmp_path):
+    """Stamps restarting every episode (stores recorded before robolearn kept one clock) are logged on
+    a clock rebuilt from them and still come back as they were."""
+    old = copy_episodes(source, tmp_path / "old.zarr", range(source.n_episodes))
+    old.write_block("stamp_ns", 0, np.concatenate([np.arange(6), np.arange(4)]).astype(np.int64) * 100_000_000)
+    result = export_mcap(old, tmp_path / "bag")
+    assert result["clock"].startswith("rebuilt")
+    copy = import_mcap(tmp_path / "bag", tmp_path / "back.zarr")
+    np.testing.assert_array_equal(copy.array("stamp_ns")[:], old.array("stamp_ns")[:])
 
 
 def test_bad_inputs_name_the_problem(source, tmp_path):
@@ -156,7 +172,7 @@ def test_bad_inputs_name_the_problem(source, tmp_path):
         connection = writer.add_connection("/chatter", "std_msgs/msg/String", typestore=typestore)
         writer.write(connection, 1, typestore.serialize_cdr(typestore.types["std_msgs/msg/String"](data="hi"),
                                                             "std_msgs/msg/String"))
-    with pytest.raises(ValueError, match="not written by `robolearn data export`"):
+    with pytest.raises(ValueError, match="--format rosbag2 BAG --map MAP.yaml"):
         import_mcap(other, tmp_path / "e.zarr")
     assert not (tmp_path / "e.zarr").exists()
 
