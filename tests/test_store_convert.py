@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from robolearn.store import DemoStore
-from robolearn.store.store import copy_episodes
 from robolearn.store.convert_lerobot import export_lerobot, import_lerobot
 from robolearn.store.convert_mcap import export_mcap, import_mcap
+from robolearn.store.store import copy_episodes
 
 H, W = 32, 48
 T0_NS = 1_780_000_000_000_000_000
