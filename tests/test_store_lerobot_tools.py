@@ -281,3 +281,40 @@ def test_lerobots_own_writer_writes_the_same_files(store, export, tmp_path):
     ours_data, their_data = pq.read_table(export / data), pq.read_table(reference / data)
     assert ours_data.schema.remove_metadata() == their_data.schema.remove_metadata()
     assert ours_data.equals(their_data.replace_schema_metadata(ours_data.schema.metadata))
+
+
+def test_episodes_without_success_marks_import_usable_and_bc_says_how(tmp_path, capsys):
+    """A LeRobot dataset without ``next.success`` (most real-robot ones): the import says so and
+    marks the episodes ``success_marked: false``; ``train --algo bc`` (successful_only by default)
+    names ``--set successful_only=false``, and trains with it."""
+    from robolearn.cli import main
+
+    store = DemoStore.create(tmp_path / "s.zarr", cell_config=CELL)
+    rng = np.random.default_rng(1)
+    for n in (6, 5):
+        store.append_episode({"state": rng.normal(size=(n, 15)).astype(np.float32),
+                              "action": rng.uniform(-1, 1, (n, 7)).astype(np.float32)},
+                             {"task": "reach", "source": "teleop", "success": True})
+    root = tmp_path / "lerobot"
+    export_lerobot(store, root)
+    info = read_json(root / "meta" / "info.json")
+    for spec in info["features"].values():
+        (spec.get("info") or {}).pop("robolearn", None)
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+    episodes = root / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    pq.write_table(pq.read_table(episodes).drop(["robolearn_meta"]), episodes)
+
+    assert main(["data", "import", str(root), "--format", "lerobot", "--out", str(tmp_path / "back.zarr"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["episodes_without_success_mark"] == [0, 1]
+    assert "2 of 2 episodes have no success mark" in captured.err and "--set successful_only=false" in captured.err
+    back = DemoStore.open(tmp_path / "back.zarr")
+    assert [(m["success"], m["success_marked"]) for m in back.episode_metas()] == [(False, False)] * 2
+    train = ["train", "--algo", "bc", "--store", str(back.path), "--task", "reach", "--steps", "2", "--eval-every", "0",
+             "--set", "batch_size=8", "--set", "hidden=[8]", "--out", str(tmp_path / "bc")]
+    assert main(train) == 2
+    err = capsys.readouterr().err
+    assert "2 of its episodes have no success mark" in err and "--set successful_only=false" in err
+    assert main([*train, "--set", "successful_only=false", "--json"]) == 0
+    # every step but the last of each episode (no next.done: its next observation is unknown)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["transitions"] == (6 - 1) + (5 - 1)
