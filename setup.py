@@ -1,4 +1,4 @@
-"""Maps `drivers/`, `sim/`, `configs/` and `launch/` into the `robolearn` package (DESIGN.md, "Layout")
+"""Maps `drivers/`, `sim/`, `configs/` and `launch/` into the `robolearn` package (ARCHITECTURE.md)
 and ships the data files the code reads: the cell, task and algorithm YAMLs (`robolearn/configs`) and
 the launch files (`robolearn/launch`), both found by `robolearn.config.resolve_config_path`, and the
 ROS 2 message definitions (`robolearn/ros/msg`)."""

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from robolearn.learn.agent_policy import pick_device
 from robolearn.learn.api import compile_agent
 from robolearn.learn.buffer import ReplayBuffer
 from robolearn.learn.models import LoopCriticEnsemble
-from robolearn.learn.policy import pick_device
 from robolearn.learn.sac import SACAgent, SACConfig
 
 STATE_SHAPES = {"state": (15,), "object_state": (10,)}

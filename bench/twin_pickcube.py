@@ -28,10 +28,10 @@ import torch  # noqa: E402
 
 from robolearn.env import make_env  # noqa: E402
 from robolearn.evaluate.stats import wilson_interval  # noqa: E402
+from robolearn.learn.agent_policy import AgentPolicy  # noqa: E402
 from robolearn.learn.api import evaluate, observation_spaces, train_offline, train_online  # noqa: E402
 from robolearn.learn.bc import BCConfig  # noqa: E402
 from robolearn.learn.buffer import ReplayBuffer  # noqa: E402
-from robolearn.learn.policy import AgentPolicy  # noqa: E402
 from robolearn.learn.sac import SACConfig  # noqa: E402
 from robolearn.sim.experts import make_expert  # noqa: E402
 

@@ -33,10 +33,9 @@ import numpy as np
 from robolearn.cell import ArmConfig, CellConfig
 from robolearn.errors import RobolearnError
 from robolearn.interfaces import AppliedCommand, ArmState, EEDeltaCommand, JointCommand, Violation, now_ns
+from robolearn.kinematics import SerialArmModel, robot_models
+from robolearn.kinematics.rotations import matrix_to_quat, orthonormalize, rotvec_to_matrix
 from robolearn.safety import SafetyFilter
-from robolearn.sim.robots import SerialArmModel, robot_models
-
-from .rotations import matrix_to_quat, orthonormalize, rotvec_to_matrix
 
 REFLEX = "reflex"
 """Violation kind reported when the arm's controller stopped on an error and the driver recovered."""

@@ -1,4 +1,4 @@
-"""robolearn: a real-robot learning stack (DESIGN.md)."""
+"""robolearn: a real-robot learning stack (ARCHITECTURE.md)."""
 
 import os
 

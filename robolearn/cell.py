@@ -22,7 +22,7 @@ class RobotModelConfig:
     """Robot kinematics for the twin: a built-in model or any MJCF file.
 
     model: a built-in arm from its published kinematics (``panda``, ``ur5e``, ``xarm7``; see
-    ``robolearn.sim.robots``) or ``mjcf`` to load ``mjcf_path`` (e.g. a Menagerie checkout).
+    ``robolearn.kinematics``) or ``mjcf`` to load ``mjcf_path`` (e.g. a Menagerie checkout).
     home_q_rad: the joint configuration of a reset (and the controller's null-space posture); the tool
     must be inside the safety workspace box there (checked at load). The default is the Panda with
     the gripper pointing down at (0.46, 0, 0.40) m.
@@ -275,7 +275,7 @@ def check_home_in_workspace(cell: CellConfig) -> None:
     checked when its twin is built)."""
     import numpy as np
 
-    from robolearn.sim.robots import robot_models
+    from robolearn.kinematics import robot_models
 
     model = robot_models().get(cell.robot.model)
     if model is None:

@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from robolearn.cell import CellConfig, load_cell
+from robolearn.errors import UsageError
 from robolearn.interfaces import Arm, Camera, EEDeltaCommand, Observation
 
 STATE_DIM = 15
@@ -196,7 +197,7 @@ def make_env(
         names = list(cameras)
         unknown = sorted(set(names) - set(twin.cameras))
         if unknown:
-            raise ValueError(f"unknown cameras {unknown}; the cell has {sorted(twin.cameras)}")
+            raise UsageError(f"unknown cameras {unknown}; the cell has {sorted(twin.cameras)}")
     env = RobotEnv(
         cell_config,
         twin.arm,

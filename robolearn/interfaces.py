@@ -1,4 +1,4 @@
-"""The seams of robolearn (DESIGN.md, "The seams").
+"""The seams of robolearn (ARCHITECTURE.md, "The seams").
 
 Every device and every simulated stand-in implements one of these small protocols, so the
 same env, recorder, nodes and learners drive the twin and the real cell alike.
@@ -252,6 +252,13 @@ class Policy(Protocol):
 
 @runtime_checkable
 class RewardModel(Protocol):
-    """Scores an observation: ``(reward, success_prob)``; success_prob in [0, 1]."""
+    """Scores an observation: ``(reward, success_prob)``; success_prob in [0, 1]. A model may carry a
+    calibrated ``threshold`` (see ``success_threshold``)."""
 
     def __call__(self, obs: Observation) -> tuple[float, float]: ...
+
+
+def success_threshold(model: RewardModel) -> float:
+    """The ``success_prob`` from which ``model`` calls success (``success_prob >= threshold``): its
+    calibrated ``threshold``, else 0.5."""
+    return float(getattr(model, "threshold", 0.5))

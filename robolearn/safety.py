@@ -1,7 +1,7 @@
 """The one SafetyFilter between every command source and every arm, real or simulated.
 
 It is a pure function of the command and the arm's state, so the twin enforces exactly what the
-real cell will: a twin score reflects what will actually run (DESIGN.md, "Safety").
+real cell will: a twin score reflects what will actually run (ARCHITECTURE.md, "Safety").
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from robolearn.cell import SafetyConfig
-from robolearn.drivers.rotations import rotvec_to_matrix
 from robolearn.interfaces import EEDeltaCommand, JointCommand, Violation
+from robolearn.kinematics.rotations import rotvec_to_matrix
 
 KINDS = (
     "nan",

@@ -8,6 +8,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from robolearn.errors import DataError
+
 
 def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float, crf: int = 20) -> Path:
     """Encode ``(H, W, 3) uint8`` RGB frames to ``path``; odd sizes are padded to even (H.264)."""
@@ -25,7 +27,7 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float, crf: i
             padded = np.pad(frame, ((0, height - frame.shape[0]), (0, width - frame.shape[1]), (0, 0)), mode="edge")
             container.mux(stream.encode(av.VideoFrame.from_ndarray(padded, format="rgb24")))
         if stream is None:
-            raise ValueError(f"no frames to write to {path}")
+            raise DataError(f"no frames to write to {path}")
         container.mux(stream.encode())
     return path
 

@@ -2,7 +2,7 @@
 
 Rendering goes through MuJoCo's OpenGL renderer on EGL or OSMesa (``MUJOCO_GL``). Each frame is one
 ``mjr_render`` and one ``mjr_readPixels`` that reads color and depth together; shadows, reflections
-and the skybox are off by default (5–10× faster on a CPU renderer, DESIGN.md "Twin rendering").
+and the skybox are off by default (5–10× faster on a CPU renderer, ARCHITECTURE.md, "Twin rendering").
 """
 
 from __future__ import annotations

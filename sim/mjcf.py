@@ -1,7 +1,7 @@
 """Cell config → MuJoCo model: table, objects, lights, cameras, a goal marker and the robot.
 
 A built-in robot (``robot.model: panda | ur5e | xarm7``) is generated from its published kinematic
-parameters (``robolearn.sim.robots``); a cell with ``robot.model: mjcf`` attaches any MJCF file
+parameters (``robolearn.kinematics``); a cell with ``robot.model: mjcf`` attaches any MJCF file
 instead (for example a Menagerie checkout) through ``mujoco.MjSpec``, with the arm joints, tool site
 and gripper actuator named in the cell.
 """
@@ -16,7 +16,9 @@ import numpy as np
 
 from robolearn.cell import CameraConfig, CellConfig, raise_if_outside_workspace
 from robolearn.config import ConfigError
-from robolearn.sim import robots
+from robolearn.errors import UsageError
+from robolearn.kinematics import SerialArmModel, robot_models
+from robolearn.sim import robot_mjcf
 
 GOAL_BODY = "goal"
 DEFAULT_PHYSICS_HZ = 500.0
@@ -35,8 +37,8 @@ class RobotBinding:
     max_torque_nm: tuple[float, ...]
 
 
-def builtin_binding(model: robots.SerialArmModel) -> RobotBinding:
-    """The names ``robots.arm_body_xml`` gives a built-in arm."""
+def builtin_binding(model: SerialArmModel) -> RobotBinding:
+    """The names ``robot_mjcf.arm_body_xml`` gives a built-in arm."""
     return RobotBinding(
         joint_names=tuple(j.name for j in model.joints),
         ee_site="tcp",
@@ -61,7 +63,7 @@ def camera_xyaxes(pos_m, look_at_m, up) -> np.ndarray:
     forward /= np.linalg.norm(forward)
     right = np.cross(forward, np.asarray(up, float))
     if np.linalg.norm(right) < 1e-9:
-        raise ValueError(f"camera up {tuple(up)} is parallel to its viewing direction; choose another 'up'")
+        raise UsageError(f"camera up {tuple(up)} is parallel to its viewing direction; choose another 'up'")
     right /= np.linalg.norm(right)
     return np.concatenate([right, np.cross(right, forward)])
 
@@ -117,7 +119,7 @@ def physics_hz(cell: CellConfig) -> float:
     return float(getattr(cell.arm, "physics_hz", DEFAULT_PHYSICS_HZ))
 
 
-def scene_xml(cell: CellConfig, builtin: robots.SerialArmModel | None) -> str:
+def scene_xml(cell: CellConfig, builtin: SerialArmModel | None) -> str:
     """The MJCF document of the cell with the ``builtin`` arm, or without a robot (None: it is
     attached from a file by ``build_model``)."""
     wrist = "\n".join(_camera_xml(c) for c in cell.cameras if c.mount == "wrist")
@@ -134,9 +136,9 @@ def scene_xml(cell: CellConfig, builtin: robots.SerialArmModel | None) -> str:
     )
     robot = defaults = robot_elements = ""
     if builtin is not None:
-        robot = robots.arm_body_xml(builtin, cell.robot.base_pos_m, cell.robot.base_yaw_rad, wrist, cell.robot.tcp_offset_m)
-        defaults = robots.arm_defaults_xml(builtin)
-        robot_elements = robots.arm_actuators_xml(builtin) + robots.arm_equality_xml()
+        robot = robot_mjcf.arm_body_xml(builtin, cell.robot.base_pos_m, cell.robot.base_yaw_rad, wrist, cell.robot.tcp_offset_m)
+        defaults = robot_mjcf.arm_defaults_xml(builtin)
+        robot_elements = robot_mjcf.arm_actuators_xml(builtin) + robot_mjcf.arm_equality_xml()
     timestep = 1.0 / physics_hz(cell)
     return f"""<mujoco model="{cell.name}">
 <compiler angle="radian" autolimits="true"/>
@@ -216,7 +218,7 @@ def _attach_mjcf_robot(spec: mujoco.MjSpec, cell: CellConfig) -> RobotBinding:
 
 def build_model(cell: CellConfig) -> tuple[mujoco.MjModel, RobotBinding]:
     """Compile the cell's MuJoCo model. Raises ConfigError naming the cell file on failure."""
-    models = robots.robot_models()
+    models = robot_models()
     if cell.robot.model not in (*models, "mjcf"):
         allowed = ", ".join(repr(name) for name in (*models, "mjcf"))
         raise ConfigError(cell.source_path or "<cell>", "robot.model", f"got {cell.robot.model!r}; allowed values: {allowed}")

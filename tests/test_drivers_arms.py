@@ -22,7 +22,7 @@ from robolearn.drivers.ur.arm import URArm
 from robolearn.drivers.ur.robotiq import RobotiqSocketGripper
 from robolearn.drivers.xarm.arm import XArm
 from robolearn.interfaces import EEDeltaCommand, JointCommand
-from robolearn.sim.robots import robot_models
+from robolearn.kinematics import robot_models
 
 CELLS = "configs/cells"
 
@@ -278,7 +278,7 @@ def test_franka_joint_commands_switch_motions_and_back():
 
 def test_joint_commands_need_a_builtin_robot_model(tmp_path):
     robot_xml = tmp_path / "panda.xml"
-    from robolearn.sim.robots import arm_mjcf_document
+    from robolearn.sim.robot_mjcf import arm_mjcf_document
 
     robot_xml.write_text(arm_mjcf_document(robot_models()["panda"]))
     cell = load_cell(f"{CELLS}/real_franka.yaml", ["robot.model=mjcf", f"robot.mjcf_path={robot_xml}",
@@ -649,7 +649,7 @@ def test_real_arm_holds_still(arm_type, cell_file):
 
 
 def test_rotation_conversions_round_trip_against_mujoco():
-    from robolearn.drivers import rotations
+    from robolearn.kinematics import rotations
 
     rng = np.random.default_rng(0)
     for rotvec in [*rng.uniform(-3.0, 3.0, size=(50, 3)), np.array([np.pi, 0, 0]), np.zeros(3)]:

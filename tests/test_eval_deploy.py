@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from robolearn.cell import load_cell
+from robolearn.deploy.devices import open_cell
+from robolearn.deploy.gate import DeployConfig, check_gate, run_live, run_shadow
 from robolearn.evaluate import EvalSettings, evaluate_policy, save_beside_checkpoint
-from robolearn.evaluate.deploy import DeployConfig, check_gate, run_live, run_shadow
-from robolearn.evaluate.devices import open_cell
 from robolearn.interfaces import TeleopCommand
 
 CELL = "configs/cells/sim_panda.yaml"
@@ -183,7 +183,7 @@ def test_object_state_comes_from_the_stand_in_twin_and_is_refused_on_a_real_cell
     stand-in twin's ground truth, never the shadow twin's unreset task); on a real cell both refuse
     such a policy before any step."""
     from robolearn.config import ConfigError
-    from robolearn.evaluate.deploy import LiveTrial
+    from robolearn.deploy.gate import LiveTrial
     from robolearn.sim import Twin
 
     devices = open_cell(load_cell(CELL), task="reach", teleop=True)
@@ -317,7 +317,7 @@ def test_deploy_cli_permits_a_passing_checkpoint_and_shadow_never_commands_the_a
     arm (a SimArm standing in for the real one) never commanded."""
     import json
 
-    import robolearn.evaluate.devices as devices_module
+    import robolearn.deploy.devices as devices_module
     from robolearn.cli import main
 
     opened = []
@@ -393,7 +393,7 @@ def test_eval_real_records_trials_that_compare_pairs_with_the_twin(checkpoints, 
 
 
 def test_read_only_arm_refuses_every_command():
-    from robolearn.evaluate.devices import ReadOnlyArm
+    from robolearn.deploy.devices import ReadOnlyArm
     from robolearn.interfaces import EEDeltaCommand, JointCommand
     from robolearn.sim import Twin
 

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
+from robolearn.errors import DataError
 from robolearn.evaluate import EvalRecord, evaluation_path
-from robolearn.evaluate.loop import LoopBudget, collect_all, run_loop
+from robolearn.loop import LoopBudget, collect_all, run_loop
 from robolearn.store import DemoStore
 
 CELL = "configs/cells/sim_panda.yaml"
@@ -55,7 +56,7 @@ def test_collect_all_returns_the_collect_summary_and_raises_when_episodes_are_mi
     assert result["episodes_committed"] == 1 and result["n_episodes"] == 1
     one_step = CollectSettings(cell=CELL, task="reach", episodes=1, cameras=False, only_success=True,
                                task_overrides=["max_episode_steps=1"], store=str(tmp_path / "t.zarr"))
-    with pytest.raises(RuntimeError, match="committed 0 of 1 episodes"):  # no expert succeeds in 1 step
+    with pytest.raises(DataError, match="committed 0 of 1 episodes"):  # no expert succeeds in 1 step
         collect_all(one_step)
     with pytest.raises(ConfigError, match="must be positive"):
         CollectSettings(episodes=0)

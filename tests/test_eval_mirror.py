@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from robolearn.evaluate.mirror import MirrorConfig, ReplayedObjectsConfig, mirror_samples, samples_from_arrays
+from robolearn.deploy.mirror import MirrorConfig, ReplayedObjectsConfig, mirror_samples, samples_from_arrays
 
 CELL = "configs/cells/sim_panda.yaml"
 
@@ -100,7 +100,7 @@ def joint_state(stamp_ns: int, names: list[str], position) -> object:
 
 def test_joint_states_are_read_by_the_cell_joint_names():
     from robolearn.cell import load_cell
-    from robolearn.evaluate.mirror import joint_sample
+    from robolearn.deploy.mirror import joint_sample
     from robolearn.ros.nodes.arm import default_joint_names
 
     names = default_joint_names(load_cell(CELL), 7)
@@ -209,7 +209,7 @@ def test_fiducial_source_recovers_a_marker_at_a_known_pose():
     """A marker rendered at a known pose into a synthetic image with known intrinsics, seen from
     the cell's front camera pose: the fiducial source puts the cube there in the twin."""
     from robolearn.cell import load_cell
-    from robolearn.evaluate.mirror import FiducialObjectsConfig, JointSample
+    from robolearn.deploy.mirror import FiducialObjectsConfig, JointSample
     from robolearn.interfaces import CameraIntrinsics
     from robolearn.sim import Twin
 

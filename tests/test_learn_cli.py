@@ -7,6 +7,7 @@ import pytest
 
 from robolearn.cli import main
 from robolearn.env import make_env
+from robolearn.errors import DependencyError
 from robolearn.learn import load_policy
 from robolearn.sim.experts import make_expert
 from robolearn.store import DemoStore
@@ -144,7 +145,7 @@ def _synthetic_episode(n, success):
 
 
 def test_store_buffer_filters_episodes_and_leaves_room_for_interventions(tmp_path):
-    from robolearn.learn.runner import StoreDataError, store_buffer
+    from robolearn.learn.train import StoreDataError, store_buffer
 
     store = DemoStore.create(tmp_path / "s.zarr")
     store.append_episode(_synthetic_episode(5, True), {"task": "reach", "success": True, "source": "expert"})
@@ -166,13 +167,13 @@ def test_store_buffer_filters_episodes_and_leaves_room_for_interventions(tmp_pat
 
 
 def test_wandb_logging_needs_the_package_or_logs_offline(tmp_path, monkeypatch):
-    from robolearn.learn.runner import ScalarLogger
+    from robolearn.learn.train import ScalarLogger
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     try:
         import wandb  # noqa: F401
     except ImportError:
-        with pytest.raises(SystemExit, match="pip install wandb"):
+        with pytest.raises(DependencyError, match="pip install wandb"):
             ScalarLogger(tmp_path / "logs", wandb_project="robolearn-test")
         return
     logger = ScalarLogger(tmp_path / "logs", wandb_project="robolearn-test")
@@ -187,7 +188,7 @@ def test_finetune_with_an_actor_process_over_zenoh_and_scripted_interventions(st
             "--actors", "1", "--teleop", "expert", "--intervene-probability", "0.2", "--out", str(tmp_path / "al"),
             "--eval-episodes", "1", "--set", "batch_size=32", "--set", "hidden=[32,32]", "--set", "n_critics=2",
             "--set", "utd=1"]
-    from robolearn.learn.runner import store_buffer
+    from robolearn.learn.train import store_buffer
 
     demos = len(store_buffer(str(store_path), "reach", None, 0.97, exclude_sources=("online",))[0])
     out = _run(args, capsys)

@@ -244,8 +244,8 @@ def test_vlm_reward_model_from_yaml(server, tmp_path):
 def test_a_tie_is_not_a_success_for_the_judge_reward_nor_its_evaluation(server, tmp_path):
     """p(yes) = p(no) exactly: RoboFuME's rule (success when p(yes) > p(no)) says no, and the reward,
     ``reward eval`` and the reward node all apply the one rule success_prob >= threshold."""
-    from robolearn.reward.base import success_threshold
-    from robolearn.reward.evaluate import evaluate_on_store
+    from robolearn.interfaces import success_threshold
+    from robolearn.reward.metrics import evaluate_on_store
     from robolearn.store import DemoStore
 
     server.default = completion("yes", {"yes": 0.4, "no": 0.4, "maybe": 0.2})

@@ -180,7 +180,7 @@ def test_calibrate_cli_measures_the_clip_success_reward(tiny_clip, tmp_path, cap
     with no false positive on the labeled frames; with it set, ``reward eval`` agrees."""
     from robolearn.cli import main
     from robolearn.reward.base import parse_reward_spec
-    from robolearn.reward.evaluate import evaluate_on_store
+    from robolearn.reward.metrics import evaluate_on_store
 
     frames = ranked_frames(12)
     store = labeled_store(tmp_path / "s.zarr", frames, [7, None])

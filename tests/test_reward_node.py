@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from robolearn.cell import load_cell
-from robolearn.reward.node import EPISODE, RewardNode, reward_cameras
 from robolearn.ros import Node, ZenohSettings, messages
 from robolearn.ros.clock import ros_now_ns as now_ns
 from robolearn.ros.nodes import topics
+from robolearn.ros.nodes.reward import EPISODE, RewardNode, reward_cameras
 from robolearn.ros.nodes.twin import FLOAT_ARRAY
 from robolearn.ros.zenoh_backend import free_endpoint, open_router
 

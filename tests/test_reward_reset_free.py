@@ -16,8 +16,8 @@ from robolearn.interfaces import EEDeltaCommand
 from robolearn.learn import load_policy
 from robolearn.learn.reset_free import PhaseSpec, train_reset_free
 from robolearn.reward import load_reward_model
-from robolearn.reward.evaluate import RewardMonitor
-from robolearn.reward.reset_free import ResetFreeConfig, ResetFreeLoop, twin_phase_env
+from robolearn.reward.metrics import RewardMonitor
+from robolearn.reward.phase_switch import ResetFreeConfig, ResetFreeLoop, twin_phase_env
 from robolearn.sim.experts import make_expert
 from robolearn.store import DemoStore
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from robolearn.cell import load_cell
+from robolearn.cli.node_host import twin_node as host_twin_node
 from robolearn.ros import Node, ZenohSettings
 from robolearn.ros.nodes.recorder import RecorderNode
 from robolearn.ros.nodes.twin import TwinNode
@@ -34,7 +35,7 @@ def record_via_graph(store, task: str, episodes: int, seed: int = 0, overrides: 
     recorder = None
     try:
         recorder = RecorderNode(recorder_node, cell, store, task=task, source="expert", jpeg_quality=jpeg_quality)
-        twin = TwinNode(twin_node, cell, task=task, episodes=episodes, seed=seed, only_success=only_success)
+        twin = host_twin_node(twin_node, cell, task=task, episodes=episodes, seed=seed, only_success=only_success)
         recorder_thread = threading.Thread(target=recorder_node.spin)
         recorder_thread.start()
         twin_node.spin(timeout_s=180)  # returns when the twin has driven its episodes
@@ -123,7 +124,7 @@ def test_collect_via_ros_cli_carries_the_options(tmp_path, capsys):
 
 def test_collect_via_ros_refuses_a_store_of_another_shape_before_starting(tmp_path):
     from robolearn.config import ConfigError
-    from robolearn.ros.collect import collect_via_ros
+    from robolearn.ros.graph_collect import collect_via_ros
 
     record_via_graph(tmp_path / "state_only.zarr", "reach", episodes=1, overrides=("cameras=[]",))
     with pytest.raises(ConfigError, match="rgb_front"):

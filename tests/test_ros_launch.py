@@ -156,7 +156,7 @@ def test_twin_collect_survives_a_killed_recorder(tmp_path):
 
 def test_collect_via_ros_records_expert_episodes(tmp_path):
     store_module = pytest.importorskip("robolearn.store")
-    from robolearn.ros.collect import collect_via_ros
+    from robolearn.ros.graph_collect import collect_via_ros
 
     result = collect_via_ros("configs/cells/sim_panda.yaml", "reach", episodes=2, store_path=tmp_path / "d.zarr")
     assert result["exit_codes"] == {"twin": 0, "recorder": 0}

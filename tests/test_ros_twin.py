@@ -8,13 +8,13 @@ import threading
 import numpy as np
 
 from robolearn.cell import load_cell
+from robolearn.cli.node_host import twin_node as host_twin_node
 from robolearn.interfaces import TeleopCommand
 from robolearn.ros import Node, ZenohSettings, messages
 from robolearn.ros.clock import ros_now_ns as now_ns
 from robolearn.ros.nodes import topics
 from robolearn.ros.nodes.recorder import RecorderNode
 from robolearn.ros.nodes.teleop import TeleopPublisher
-from robolearn.ros.nodes.twin import TwinNode
 from robolearn.ros.zenoh_backend import free_endpoint, open_router
 
 EPISODE = messages.msg_class(messages.EPISODE_CONTROL)
@@ -30,7 +30,7 @@ def test_twin_follows_teleop_buttons_and_recorder_commits_successes(tmp_path):
     twin_node, recorder_node = Node("twin", settings=settings), Node("recorder", settings=settings)
     operator = Node("operator", settings=settings)
     try:
-        twin = TwinNode(twin_node, cell, task="reach", episodes=2, teleop="keyboard", wait_for_recorder_s=30)
+        twin = host_twin_node(twin_node, cell, task="reach", episodes=2, teleop="keyboard", wait_for_recorder_s=30)
         recorder = RecorderNode(recorder_node, cell, tmp_path / "demos.zarr", task="reach", source="teleop")
         twin_thread = threading.Thread(target=twin_node.spin)
         recorder_thread = threading.Thread(target=recorder_node.spin)

@@ -9,8 +9,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from robolearn.cell import SafetyConfig
-from robolearn.drivers.rotations import rotvec_to_matrix
 from robolearn.interfaces import EEDeltaCommand, JointCommand
+from robolearn.kinematics.rotations import rotvec_to_matrix
 from robolearn.safety import SafetyFilter, Watchdog, tilt_rad
 
 CONFIG = SafetyConfig()

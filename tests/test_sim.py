@@ -18,12 +18,12 @@ from gymnasium.utils.env_checker import check_env
 from robolearn.cell import load_cell
 from robolearn.cli import main
 from robolearn.config import ConfigError
-from robolearn.drivers.rotations import matrix_to_quat
 from robolearn.env import make_env
 from robolearn.interfaces import EEDeltaCommand
+from robolearn.kinematics.panda import PANDA_Q_LOWER_RAD, PANDA_Q_UPPER_RAD
+from robolearn.kinematics.rotations import matrix_to_quat
 from robolearn.safety import tilt_rad
 from robolearn.sim import Twin
-from robolearn.sim.panda import PANDA_Q_LOWER_RAD, PANDA_Q_UPPER_RAD
 from robolearn.sim.tasks import yaw_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,8 +213,8 @@ def test_check_cell_builds_the_twin(capsys):
 def test_cell_can_use_an_external_mjcf_robot(tmp_path):
     """A robot from any MJCF file (here the built-in Panda written out as a standalone model, as a
     Menagerie checkout would be) is attached, gravity-compensated and driven by the same controller."""
-    from robolearn.sim.panda import PANDA
-    from robolearn.sim.robots import arm_mjcf_document
+    from robolearn.kinematics.panda import PANDA
+    from robolearn.sim.robot_mjcf import arm_mjcf_document
 
     robot_xml = tmp_path / "my_panda.xml"
     robot_xml.write_text(arm_mjcf_document(PANDA))

@@ -14,11 +14,12 @@ import pytest
 from robolearn.cell import load_cell
 from robolearn.config import ConfigError
 from robolearn.interfaces import EEDeltaCommand
+from robolearn.kinematics import robot_models
+from robolearn.kinematics.panda import PANDA, PANDA_DH
+from robolearn.kinematics.ur5e import UR5E, UR5E_DH
+from robolearn.kinematics.xarm7 import XARM7, XARM7_DH
 from robolearn.sim import Twin
-from robolearn.sim.panda import PANDA, PANDA_DH
-from robolearn.sim.robots import arm_mjcf_document, robot_models
-from robolearn.sim.ur5e import UR5E, UR5E_DH
-from robolearn.sim.xarm7 import XARM7, XARM7_DH
+from robolearn.sim.robot_mjcf import arm_mjcf_document
 
 CELLS = Path(__file__).resolve().parents[1] / "configs" / "cells"
 

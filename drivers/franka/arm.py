@@ -24,10 +24,10 @@ import numpy as np
 
 from robolearn.cell import CellConfig
 from robolearn.interfaces import Violation
+from robolearn.kinematics.rotations import matrix_to_quat, quat_to_matrix
 
 from .._sdk import require_sdk
 from ..arm_base import REFLEX, ArmFault, BasePose, CartesianArmDriver, RawArmState
-from ..rotations import matrix_to_quat, quat_to_matrix
 from .config import FrankaArmConfig
 
 HAND_MAX_WIDTH_M = 0.08

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from robolearn.errors import DeviceError
 from robolearn.interfaces import CameraIntrinsics, Frame, now_ns
 
 from .._sdk import require_sdk
@@ -81,7 +82,7 @@ class RealSenseCamera:
             if not self._cond.wait_for(lambda: self._intrinsics is not None or self._error is not None, self.config.timeout_s):
                 raise TimeoutError(f"camera {self.name!r} (RealSense {self.serial}): no frame yet, so no intrinsics")
         if self._intrinsics is None:
-            raise RuntimeError(f"camera {self.name!r} (RealSense {self.serial}) stopped: {self._error}")
+            raise DeviceError(f"camera {self.name!r} (RealSense {self.serial}) stopped: {self._error}")
         return self._intrinsics
 
     def connect(self) -> None:
@@ -219,7 +220,7 @@ class RealSenseCamera:
                     )
                 self._cond.wait(remaining)
             if self._error is not None:
-                raise RuntimeError(f"camera {self.name!r} (RealSense {self.serial}) stopped: {self._error}") from self._error
+                raise DeviceError(f"camera {self.name!r} (RealSense {self.serial}) stopped: {self._error}") from self._error
             self._returned = self._sequence
             assert self._latest is not None
             return self._latest

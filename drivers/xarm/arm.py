@@ -21,10 +21,10 @@ import numpy as np
 
 from robolearn.cell import CellConfig
 from robolearn.interfaces import Violation
+from robolearn.kinematics.rotations import matrix_to_rpy, rpy_to_matrix
 
 from .._sdk import require_sdk
 from ..arm_base import REFLEX, ArmFault, BasePose, CartesianArmDriver, RawArmState
-from ..rotations import matrix_to_rpy, rpy_to_matrix
 from .config import XArmConfig
 
 MM_PER_M = 1000.0

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         "twin of your cell, and deploy them. Every command runs on the twin with no hardware.",
     )
     parser.add_argument("--version", action="version", version=f"robolearn {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error as well (same as ROBOLEARN_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in command_modules():
         importlib.import_module(module).register(subparsers)
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a ``RobolearnError`` (or a refused connection) is printed once, on one line,
+    with exit code 2, and Ctrl-C exits with 130."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -48,11 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (RobolearnError, ConnectionError) as err:
-        if os.environ.get("ROBOLEARN_DEBUG"):
+        if args.debug or os.environ.get("ROBOLEARN_DEBUG"):
             raise
-        kind = "config error" if isinstance(err, ConfigError) else "error"
-        print(f"robolearn: {kind}: {err}", file=sys.stderr)
+        print(f"robolearn: {error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("robolearn: interrupted", file=sys.stderr)
         return 130
+
+
+def error_line(err: BaseException) -> str:
+    """``config error: ...`` or ``error: ...`` on one line (a multi-line message is joined)."""
+    kind = "config error" if isinstance(err, ConfigError) else "error"
+    return f"{kind}: " + " ".join(str(err).split())

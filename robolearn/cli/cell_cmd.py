@@ -7,7 +7,6 @@ import argparse
 from robolearn.cell import load_cell
 from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
 from robolearn.config import to_dict
-from robolearn.sim import Twin
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robolearn.sim import Twin
+
     cell = load_cell(args.config, args.overrides)
     twin = Twin(cell)
     summary = {

@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _collect_via_ros(settings: CollectSettings, as_json: bool) -> int:
-    from robolearn.ros.collect import collect_via_ros
+    from robolearn.ros.graph_collect import collect_via_ros
     from robolearn.store import DemoStore
 
     path = Path(settings.store)

@@ -6,6 +6,7 @@ import argparse
 
 from robolearn.cli.common import add_json_flag, emit
 from robolearn.config import ConfigError
+from robolearn.errors import NotFoundError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         sim, real = load_records(args.sim, kind="sim"), load_records(args.real, kind="real")
         for records, side, option in ((sim, "twin", "--sim"), (real, "real", "--real")):
             if not records:
-                raise ValueError(f"no {side} evaluation record in {option} {' '.join(getattr(args, option[2:]))}")
+                raise NotFoundError(f"no {side} evaluation record in {option} {' '.join(getattr(args, option[2:]))}")
         result = compare_records(filter_cell(sim, args.cell, "sim"), filter_cell(real, args.real_cell, "real"))
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError("--sim/--real", "", str(err)) from err

@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robolearn.cell import load_cell
-    from robolearn.evaluate.deploy import check_gate, load_deploy_config, run_live, run_shadow
-    from robolearn.evaluate.devices import open_cell
+    from robolearn.deploy.devices import open_cell
+    from robolearn.deploy.gate import check_gate, load_deploy_config, run_live, run_shadow
     from robolearn.learn import load_policy
 
     config = load_deploy_config(args.config, args.deploy_overrides)

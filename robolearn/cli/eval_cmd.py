@@ -59,8 +59,8 @@ def _sibling_records(ckpt: Path, cell: str, task: str) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robolearn.evaluate.evaluate import EXPERT, EvalSettings, evaluate_policy, save_beside_checkpoint
     from robolearn.evaluate.report import write_report
+    from robolearn.evaluate.twin_eval import EXPERT, EvalSettings, evaluate_policy, save_beside_checkpoint
 
     if args.episodes <= 0 or args.workers <= 0:
         raise ConfigError("--episodes/--workers", "", "must be positive")
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--policy", args.policy, "is not a checkpoint directory (needs model.safetensors and "
                           "config.json, as written by `robolearn train`/`finetune`), nor `expert`")
     if args.real:
-        from robolearn.evaluate.deploy import load_deploy_config
-        from robolearn.evaluate.real import record_real_trials
+        from robolearn.deploy.gate import load_deploy_config
+        from robolearn.deploy.real_trials import record_real_trials
         from robolearn.evaluate.results import real_evaluation_path
 
         record = record_real_trials(args.policy, args.cell, args.task, args.episodes, reward=args.reward,

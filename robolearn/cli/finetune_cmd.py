@@ -6,6 +6,7 @@ import argparse
 
 from robolearn.cli.common import add_json_flag, emit
 from robolearn.config import ConfigError
+from robolearn.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -131,9 +132,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _refuse_reset_free_flags(args)
     if args.role == "actor" and args.router is None:
-        raise SystemExit("robolearn: --role actor needs --router tcp/<learner-host>:<port>")
+        raise UsageError("--role actor needs --router tcp/<learner-host>:<port>")
     if args.algo == "wsrl" and args.init is None:
-        raise SystemExit("robolearn: wsrl fine-tunes a pretrained policy; pass --init CKPT (e.g. from robolearn train --algo calql)")
+        raise UsageError("wsrl fine-tunes a pretrained policy; pass --init CKPT (e.g. from robolearn train --algo calql)")
     result = finetune(args.algo, args.store, args.task, args.cell, args.steps, args.out or f"runs/{args.algo}_{args.task}_online",
                       args.init, args.reward, args.actors, args.config, tuple(args.overrides),
                       args.obs.split(",") if args.obs else None, args.device, args.seed, args.eval_episodes,

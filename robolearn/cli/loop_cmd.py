@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robolearn.config import ConfigError
-    from robolearn.evaluate.loop import BUDGETS, run_loop
+    from robolearn.loop import BUDGETS, run_loop
 
     if args.torch_threads > 0:
         import torch

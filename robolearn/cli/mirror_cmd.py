@@ -10,7 +10,7 @@ from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
 from robolearn.config import ConfigError
 
 if TYPE_CHECKING:
-    from robolearn.evaluate.mirror import MirrorConfig
+    from robolearn.deploy.mirror import MirrorConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def mirror_config(path: str | None, objects: str | None, default: str) -> Mirror
     source type keeps the config's settings for it (camera, markers, poses, ...); naming another
     type while the config sets its objects is refused rather than dropping those settings."""
     from robolearn.config import from_dict, read_yaml
-    from robolearn.evaluate.mirror import MirrorConfig
+    from robolearn.deploy.mirror import MirrorConfig
 
     data = dict(read_yaml(path) or {}) if path else {}
     source = dict(data.get("objects") or {})
@@ -58,7 +58,7 @@ def mirror_config(path: str | None, objects: str | None, default: str) -> Mirror
 
 def run(args: argparse.Namespace) -> int:
     from robolearn.cell import load_cell
-    from robolearn.evaluate.mirror import mirror_samples, samples_from_store, samples_from_topic
+    from robolearn.deploy.mirror import mirror_samples, samples_from_store, samples_from_topic
     from robolearn.sim import Twin
 
     cell = load_cell(args.cell, args.overrides)

@@ -8,13 +8,14 @@ import textwrap
 
 from robolearn.cell import load_cell
 from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
+from robolearn.errors import UsageError
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
     params = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"robolearn: --param expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"--param expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         params[key.strip()] = value
     return params
@@ -67,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robolearn.ros.nodes.runner import run_node
+    from robolearn.cli.node_host import run_node
     from robolearn.ros.zenoh_backend import ZenohSettings
 
     cell = load_cell(args.cell, args.overrides)

@@ -155,7 +155,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from robolearn.reward import load_reward_model, parse_reward_spec
-    from robolearn.reward.evaluate import evaluate_on_store
+    from robolearn.reward.metrics import evaluate_on_store
 
     if parse_reward_spec(args.reward).type == "oracle":
         raise ConfigError("--reward", "oracle", "the oracle reads the live twin and is the ground truth itself; "
@@ -169,7 +169,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_relabel(args: argparse.Namespace) -> int:
     from robolearn.reward import load_reward_model
-    from robolearn.reward.evaluate import relabel_store
+    from robolearn.reward.metrics import relabel_store
 
     if Path(args.out).exists():
         raise ConfigError("--out", args.out, "already exists; relabeling never overwrites a store, pick a new path")
@@ -185,7 +185,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     import dataclasses
 
     from robolearn.reward import parse_reward_spec
-    from robolearn.reward.evaluate import calibrate_on_store
+    from robolearn.reward.metrics import calibrate_on_store
 
     config = parse_reward_spec(args.reward)
     if config.type == "oracle":
@@ -236,7 +236,7 @@ def run_train_preference(args: argparse.Namespace) -> int:
 def run_node(args: argparse.Namespace) -> int:
     """``robolearn reward node`` is ``robolearn node reward`` with the reward model as a flag."""
     from robolearn.cell import load_cell
-    from robolearn.ros.nodes.runner import run_node as run_named_node
+    from robolearn.cli.node_host import run_node as run_named_node
     from robolearn.ros.zenoh_backend import ZenohSettings
 
     cell = load_cell(args.cell)

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
 from robolearn.config import ConfigError
 from robolearn.env import make_env
-from robolearn.rollout import is_human_teleop, make_teleop, open_viewer, run_episode
+from robolearn.rollout import is_human_teleop, make_teleop, run_episode
 from robolearn.video import write_mp4
 
 
@@ -55,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     env = make_env(args.cell, args.task, cameras=False, overrides=args.overrides, real_time=human)
     viewer = None
     try:
-        viewer = open_viewer(env) if args.view else None
+        if args.view:
+            from robolearn.sim.viewer import open_viewer
+
+            viewer = open_viewer(env)
         teleop = make_teleop(args.teleop, env, noise_scale=args.noise, seed=args.seed)
     except BaseException:
         env.close()

@@ -50,7 +50,7 @@ def _non_negative(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robolearn.learn.runner import train_from_store
+    from robolearn.learn.train import train_from_store
 
     result = train_from_store(
         args.algo, args.store, args.task, args.cell, args.steps, args.eval_every, args.eval_episodes,

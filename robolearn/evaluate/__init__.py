@@ -1,8 +1,7 @@
-"""Evaluation and deployment: twin evaluation in parallel workers, the results record shared by sim
-and real trials, SIMPLER's sim-vs-real metrics, HTML reports, Real-is-Sim mirroring and the deploy
-gate."""
+"""Evaluation: twin evaluation in parallel workers, the results record shared by sim and real trials,
+SIMPLER's sim-vs-real metrics and HTML reports. Running checkpoints on a cell (the deploy gate,
+mirroring, real trials) is ``robolearn.deploy``."""
 
-from robolearn.evaluate.evaluate import EvalSettings, ExpertPolicy, evaluate_policy, save_beside_checkpoint
 from robolearn.evaluate.results import (
     EpisodeRecord,
     EvalRecord,
@@ -11,6 +10,7 @@ from robolearn.evaluate.results import (
     real_evaluation_path,
 )
 from robolearn.evaluate.stats import mmrv, pearson_r, wilson_interval
+from robolearn.evaluate.twin_eval import EvalSettings, ExpertPolicy, evaluate_policy, save_beside_checkpoint
 
 __all__ = [
     "EpisodeRecord", "EvalRecord", "EvalSettings", "ExpertPolicy", "evaluate_policy", "evaluation_path",

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from robolearn.errors import DataError
 from robolearn.evaluate.results import EvalRecord
 from robolearn.evaluate.stats import mmrv, pearson_r
 
@@ -25,14 +26,14 @@ def pair_records(sim: Sequence[EvalRecord], real: Sequence[EvalRecord]) -> list[
                 flag = "--cell" if side == "sim" else "--real-cell"
                 fix = (f"pick one cell with {flag} (e.g. {flag} {cells[0]})" if len(cells) > 1 else
                        f"both on cell {cells[0]}: keep one (move the other out of the {side} RESULTS)")
-                raise ValueError(f"two {side} records for policy {key[0]!r} on task {key[1]!r} (cells {cells}); {fix}")
+                raise DataError(f"two {side} records for policy {key[0]!r} on task {key[1]!r} (cells {cells}); {fix}")
             out[key] = record
         return out
 
     sim_index, real_index = index(sim, "sim"), index(real, "real")
     keys = sorted(sim_index.keys() & real_index.keys())
     if not keys:
-        raise ValueError(f"no policy/task is in both: sim has {sorted(sim_index)}, real has {sorted(real_index)}")
+        raise DataError(f"no policy/task is in both: sim has {sorted(sim_index)}, real has {sorted(real_index)}")
     return [(sim_index[k], real_index[k]) for k in keys]
 
 
@@ -42,7 +43,7 @@ def filter_cell(records: Sequence[EvalRecord], cell: str | None, side: str) -> l
         return list(records)
     kept = [r for r in records if r.cell == cell]
     if not kept:
-        raise ValueError(f"no {side} record on cell {cell!r}; the {side} records are on {sorted({r.cell for r in records})}")
+        raise DataError(f"no {side} record on cell {cell!r}; the {side} records are on {sorted({r.cell for r in records})}")
     return kept
 
 

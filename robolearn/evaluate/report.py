@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from robolearn.errors import DataError
 from robolearn.evaluate.results import EvalRecord
 
 
@@ -110,7 +111,7 @@ def render_report(records: Sequence[EvalRecord], title: str = "robolearn evaluat
     the one summarized first, with its return histogram and failure frames. ``sections``: extra
     ``(heading, table)`` pairs, a table being a list of row dicts or one dict (key/value rows)."""
     if not records:
-        raise ValueError("a report needs at least one evaluation record")
+        raise DataError("a report needs at least one evaluation record")
     main = records[headline]
     low, high = main.ci95
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from robolearn import __version__
+from robolearn.errors import DataError, NotFoundError, UsageError
 from robolearn.evaluate.stats import wilson_interval
 
 FORMAT = "robolearn.eval/1"
@@ -72,7 +73,7 @@ class EvalRecord:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if not self.completed:
-            raise ValueError("an evaluation record needs at least one completed (not aborted) episode")
+            raise DataError("an evaluation record needs at least one completed (not aborted) episode")
 
     @property
     def completed(self) -> list[EpisodeRecord]:
@@ -119,7 +120,7 @@ class EvalRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> EvalRecord:
         if data.get("format") != FORMAT:
-            raise ValueError(f"{source}: not a robolearn evaluation record (format {data.get('format')!r}, "
+            raise DataError(f"{source}: not a robolearn evaluation record (format {data.get('format')!r}, "
                              f"expected {FORMAT!r}); write one with `robolearn eval --json` or `--out`")
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "episode_results"}
         return cls(episode_results=[EpisodeRecord(**e) for e in data["episode_results"]], **fields)
@@ -143,7 +144,7 @@ def _read_json(path: str | Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); an evaluation record is written by `robolearn eval`; "
+        raise DataError(f"{path}: not valid JSON ({err}); an evaluation record is written by `robolearn eval`; "
                          "fix or remove this file") from err
 
 
@@ -197,9 +198,9 @@ def load_records(paths: Iterable[str | Path], kind: str | None = None) -> list[E
             found = [EvalRecord.from_dict(d, str(path)) for d in (data if isinstance(data, list) else [data])]
             wrong = [r.policy_id for r in found if kind is not None and r.kind != kind]
             if wrong:
-                raise ValueError(f"{path}: records on the wrong side ({wrong} are not {kind} records); --sim takes "
+                raise UsageError(f"{path}: records on the wrong side ({wrong} are not {kind} records); --sim takes "
                                  "twin records, --real real trials")
             records += found
         else:
-            raise FileNotFoundError(f"{path}: no such results file or directory")
+            raise NotFoundError(f"{path}: no such results file or directory")
     return records

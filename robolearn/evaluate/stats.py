@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from robolearn.errors import DataError
+
 Z_95 = 1.959963984540054
 
 
@@ -37,9 +39,9 @@ def wilson_interval(successes: int, episodes: int, z: float = Z_95) -> tuple[flo
 def _paired(sim: Sequence[float], real: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     sim_a, real_a = np.asarray(sim, dtype=np.float64), np.asarray(real, dtype=np.float64)
     if sim_a.ndim != 1 or sim_a.shape != real_a.shape:
-        raise ValueError(f"sim and real must be 1-D and paired, got shapes {sim_a.shape} and {real_a.shape}")
+        raise DataError(f"sim and real must be 1-D and paired, got shapes {sim_a.shape} and {real_a.shape}")
     if len(sim_a) < 2:
-        raise ValueError(f"comparing rankings needs at least 2 policies, got {len(sim_a)}")
+        raise DataError(f"comparing rankings needs at least 2 policies, got {len(sim_a)}")
     return sim_a, real_a
 
 

@@ -1,5 +1,5 @@
 """Learner: encoders, critic ensembles, BC/IQL/Cal-QL/RLPD/WSRL, replay, checkpoints, policies."""
 
-from robolearn.learn.policy import load_policy
+from robolearn.learn.agent_policy import load_policy
 
 __all__ = ["load_policy"]

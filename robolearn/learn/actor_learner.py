@@ -37,11 +37,11 @@ import safetensors.torch
 import torch
 import zenoh
 
-from robolearn.errors import RobolearnError
+from robolearn.errors import RobolearnError, UsageError
+from robolearn.learn.agent_policy import AgentPolicy
 from robolearn.learn.api import ActionScaler, as_obs_dict, save_agent, stored_action
 from robolearn.learn.buffer import MixedBuffer, first_non_finite
 from robolearn.learn.checkpoint import load_checkpoint, recover_checkpoint
-from robolearn.learn.policy import AgentPolicy
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +432,7 @@ def make_env_from_spec(spec: str, seed: int = 0) -> Any:
 
         task, _, cell = rest.partition(":")
         return make_env(cell=cell or "configs/cells/sim_panda.yaml", task=task, seed=seed, cameras=False)
-    raise ValueError(f"env spec {spec!r} is neither gym:<id> nor twin:<task>[:<cell>]")
+    raise UsageError(f"env spec {spec!r} is neither gym:<id> nor twin:<task>[:<cell>]")
 
 
 def _agent_for(env: Any, algo_config: dict[str, Any]) -> torch.nn.Module:

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from robolearn.errors import UsageError
 from robolearn.learn.bc import BCAgent, BCConfig
 from robolearn.learn.iql import IQLAgent, IQLConfig
 from robolearn.learn.sac import SACAgent, SACConfig
@@ -23,7 +24,7 @@ ALGOS: dict[str, tuple[type, type]] = {
 
 def config_class(algo: str) -> type:
     if algo not in ALGOS:
-        raise ValueError(f"unknown algorithm {algo!r}; choose one of {sorted(ALGOS)}")
+        raise UsageError(f"unknown algorithm {algo!r}; choose one of {sorted(ALGOS)}")
     return ALGOS[algo][0]
 
 
@@ -32,7 +33,7 @@ def config_from_dict(algo: str, data: dict[str, Any]) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"unknown {algo} config keys {sorted(unknown)}; known keys: {sorted(known)}")
+        raise UsageError(f"unknown {algo} config keys {sorted(unknown)}; known keys: {sorted(known)}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     return cls(**{**values, "algo": algo})
 

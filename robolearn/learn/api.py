@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from robolearn.errors import RobolearnError
+from robolearn.errors import RobolearnError, UsageError
+from robolearn.learn.agent_policy import AgentPolicy, pick_device
 from robolearn.learn.agents import config_to_dict, make_agent
 from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
 from robolearn.learn.checkpoint import save_checkpoint
 from robolearn.learn.losses import wsrl_in_warmup
 from robolearn.learn.models import is_image_key
-from robolearn.learn.policy import AgentPolicy, pick_device
 
 Obs = dict[str, np.ndarray]
 PIXEL_KEY = "rgb_obs"
@@ -97,7 +97,7 @@ class ActionScaler:
         if not isinstance(space, gym.spaces.Box):
             raise TypeError(f"action space {space} is not a Box")
         if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-            raise ValueError(f"action space {space} is unbounded; rescale it to finite bounds (e.g. RescaleAction)")
+            raise UsageError(f"action space {space} is unbounded; rescale it to finite bounds (e.g. RescaleAction)")
         self.low, self.high = space.low.astype(np.float32), space.high.astype(np.float32)
 
     def __call__(self, action: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robolearn.errors import RobolearnError
+from robolearn.errors import DataError, RobolearnError
 from robolearn.learn.losses import mc_return_to_go
 
 NO_FLOOR = -np.inf
@@ -119,7 +119,7 @@ class ReplayBuffer:
 
     def sample_numpy(self, batch_size: int) -> dict:
         if self.size == 0:
-            raise ValueError("cannot sample from an empty replay buffer; add transitions or demos first")
+            raise DataError("cannot sample from an empty replay buffer; add transitions or demos first")
         idx = self.rng.integers(0, self.size, batch_size)
         return {"obs": {k: v[idx] for k, v in self.obs.items()}, "next_obs": {k: v[idx] for k, v in self.next_obs.items()},
                 "action": self.action[idx], "reward": self.reward[idx], "done": self.done[idx],

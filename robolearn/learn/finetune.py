@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from robolearn.errors import RobolearnError, UsageError
 from robolearn.learn.actor_learner import Actor, ActorLearnerConfig, Learner
+from robolearn.learn.agent_policy import AgentPolicy, pick_device
 from robolearn.learn.agents import config_from_dict, config_to_dict, make_agent
 from robolearn.learn.api import (
     TrainResult,
@@ -31,8 +33,11 @@ from robolearn.learn.api import (
 )
 from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
 from robolearn.learn.checkpoint import CheckpointError, load_checkpoint, read_config
-from robolearn.learn.policy import AgentPolicy, pick_device
-from robolearn.learn.runner import ScalarLogger, load_algo_config, store_buffer
+from robolearn.learn.train import ScalarLogger, load_algo_config, store_buffer
+
+
+class ActorFailedError(RobolearnError):
+    """An actor process of a fine-tuning run exited with an error (its own message is above)."""
 
 
 class LearnedReward(gym.Wrapper):
@@ -152,7 +157,7 @@ def finetune(algo: str, store: str, task: str, cell: str, steps: int, out: str, 
     from robolearn.store import DemoStore
 
     if role not in ("all", "learner", "actor"):
-        raise ValueError(f"role must be all, learner or actor, got {role!r}")
+        raise UsageError(f"role must be all, learner or actor, got {role!r}")
     cfg = load_algo_config(algo, config_path, overrides)
     out_dir = Path(out)
     store_keys = list(DemoStore.open(store, mode="r").keys)
@@ -246,7 +251,7 @@ def run_learner(cfg: Any, agent: torch.nn.Module, demos: ReplayBuffer, shapes: d
         zenoh_router.close()
     failed = [(i, p.exitcode) for i, p in enumerate(procs) if p.exitcode != 0]
     if failed:
-        raise SystemExit(f"robolearn: actor processes {failed} (index, exit code) failed; see their errors above. "
+        raise ActorFailedError(f"actor processes {failed} (index, exit code) failed; see their errors above. "
                          f"The learner checkpoint in {out_dir / 'learner'} holds every committed transition; rerun to resume")
     actor_stats = [json.loads((out_dir / f"actor{i}.json").read_text()) for i in range(actors)
                    if (out_dir / f"actor{i}.json").exists()]

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from robolearn.errors import UsageError
+
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
@@ -108,7 +110,7 @@ class ResNetEncoder(nn.Module):
         self.depth = depth
         blocks = {10: 1, 18: 2}
         if depth not in blocks:
-            raise ValueError(f"ResNet depth {depth} is not supported; use 10 or 18")
+            raise UsageError(f"ResNet depth {depth} is not supported; use 10 or 18")
         self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.GroupNorm(4, 64), nn.ReLU(),
                                   nn.MaxPool2d(3, 2, 1))
         stages, in_ch = [], 64
@@ -142,7 +144,7 @@ class ResNetEncoder(nn.Module):
         unexpected = [k for k in state if k not in own]
         wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
         if missing or unexpected or wrong:
-            raise ValueError(f"{weights_path} does not fit a ResNet-{self.depth} trunk: missing {missing[:3]}, "
+            raise UsageError(f"{weights_path} does not fit a ResNet-{self.depth} trunk: missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]} (of {len(missing)}, "
                              f"{len(unexpected)}, {len(wrong)})")
         self.load_state_dict(state, strict=False)
@@ -178,7 +180,7 @@ class ObservationEncoder(nn.Module):
                 self.cameras[key] = ResNetEncoder(int(image_encoder[6:]), (h, w), image_latent_dim,
                                                   pretrained_path, freeze=pretrained_path is not None)
             else:
-                raise ValueError(f"unknown image encoder {image_encoder!r}; use cnn, resnet10 or resnet18")
+                raise UsageError(f"unknown image encoder {image_encoder!r}; use cnn, resnet10 or resnet18")
         vector_dim = sum(int(math.prod(obs_shapes[k])) for k in self.vector_keys)
         self.proprio = None
         if proprio_latent_dim:  # SERL's state encoder: Dense → LayerNorm → tanh

@@ -23,15 +23,15 @@ import torch
 from tqdm import tqdm
 
 from robolearn.config import ConfigError
+from robolearn.learn.agent_policy import AgentPolicy, pick_device
 from robolearn.learn.agents import config_class, config_to_dict
 from robolearn.learn.api import evaluate, save_agent
 from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
 from robolearn.learn.finetune import episode_appender, init_agent
 from robolearn.learn.losses import wsrl_in_warmup
-from robolearn.learn.policy import AgentPolicy, pick_device
-from robolearn.learn.runner import ScalarLogger, load_algo_config, store_buffer
 from robolearn.learn.sac import SACConfig
-from robolearn.reward.reset_free import PHASES, ResetFreeConfig, ResetFreeLoop, twin_phase_env
+from robolearn.learn.train import ScalarLogger, load_algo_config, store_buffer
+from robolearn.reward.phase_switch import PHASES, ResetFreeConfig, ResetFreeLoop, twin_phase_env
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Reward models (DESIGN.md, "Rewards from VLMs"): the twin oracle, a success classifier on a
+"""Reward models (docs/rewards.md): the twin oracle, a success classifier on a
 frozen CLIP/SigLIP encoder, CLIP goal–baseline similarity, a VLM judge over an OpenAI-compatible
 endpoint, and a Bradley–Terry reward model trained from VLM preferences.
 

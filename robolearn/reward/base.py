@@ -76,11 +76,6 @@ class OracleRewardConfig(RewardConfig):
         return OracleReward(env)
 
 
-def success_threshold(model: Any) -> float:
-    """The ``success_prob`` from which ``model`` calls success (``success_prob >= threshold``)."""
-    return float(getattr(model, "threshold", 0.5))
-
-
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (``config["type"]`` names the backend)."""
     if "type" not in config:

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from robolearn.config import ConfigError
+from robolearn.errors import DataError, MissingKeyError
 from robolearn.interfaces import Observation
 from robolearn.reward.base import RewardConfig, load_checkpoint, save_checkpoint
 from robolearn.reward.data import (
@@ -138,7 +139,7 @@ def calibrate_threshold(scores: np.ndarray, labels: np.ndarray, target_fpr: floa
     allowed = int(math.floor(target_fpr * len(negatives) + 1e-9))
     if len(negatives) <= allowed:
         if floor is None:
-            raise ValueError("no negative frames to calibrate on: record failed episodes and frames before success")
+            raise DataError("no negative frames to calibrate on: record failed episodes and frames before success")
         return floor
     above = float(np.nextafter(np.float32(negatives[allowed]), np.float32(np.inf)))
     return above if floor is None else float(max(floor, above))
@@ -170,7 +171,7 @@ class ClassifierReward:
     def __call__(self, obs: Observation) -> tuple[float, float]:
         missing = [c for c in self.cameras if f"rgb_{c}" not in obs]
         if missing:
-            raise KeyError(f"the classifier needs images from cameras {missing}; the observation has {sorted(obs)}")
+            raise MissingKeyError(f"the classifier needs images from cameras {missing}; the observation has {sorted(obs)}")
         prob = float(self.predict_proba({c: obs[f"rgb_{c}"][None] for c in self.cameras})[0])
         return float(prob >= self.threshold), prob
 

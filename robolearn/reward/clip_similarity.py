@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from robolearn.config import ConfigError
+from robolearn.errors import MissingKeyError
 from robolearn.interfaces import Observation
 from robolearn.reward.base import RewardConfig
 from robolearn.reward.encoders import FrozenImageEncoder, load_encoder
@@ -60,7 +61,7 @@ class ClipSimilarityReward:
     def __call__(self, obs: Observation) -> tuple[float, float]:
         key = f"rgb_{self.camera}"
         if key not in obs:
-            raise KeyError(f"the CLIP reward reads {key!r}; the observation has {sorted(obs)}")
+            raise MissingKeyError(f"the CLIP reward reads {key!r}; the observation has {sorted(obs)}")
         rewards, probs = self.score_batch({self.camera: obs[key][None]})
         return float(rewards[0]), float(probs[0])
 

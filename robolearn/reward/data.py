@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from robolearn.errors import DataError
+
 
 @dataclass
 class LabeledFrames:
@@ -87,7 +89,7 @@ def labeled_frames(store: Any, cameras: list[str] | None = None, episodes: list[
     cameras = cameras or store_cameras(store)
     missing = [c for c in cameras if f"rgb_{c}" not in store.keys]
     if missing or not cameras:
-        raise ValueError(f"the store has no color images for cameras {missing or cameras}; it has "
+        raise DataError(f"the store has no color images for cameras {missing or cameras}; it has "
                          f"{store_cameras(store) or 'none'} (record with cameras on)")
     episodes = list(range(store.n_episodes)) if episodes is None else list(episodes)
     images: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
@@ -101,7 +103,7 @@ def labeled_frames(store: Any, cameras: list[str] | None = None, episodes: list[
         episode_ids.append(np.full(len(episode_labels_), index, dtype=np.int64))
         steps.append(np.arange(len(episode_labels_), dtype=np.int64))
     if not labels:
-        raise ValueError("no episodes to read frames from")
+        raise DataError("no episodes to read frames from")
     return LabeledFrames({c: np.concatenate(v) for c, v in images.items()}, np.concatenate(labels),
                          np.concatenate(episode_ids), np.concatenate(steps))
 

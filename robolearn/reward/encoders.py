@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robolearn.errors import RobolearnError
+from robolearn.errors import DataError, RobolearnError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -82,7 +82,7 @@ class FrozenImageEncoder(nn.Module):
         """``(B, H, W, 3) uint8`` RGB → ``(B, 3, S, S) float32`` normalized pixels, S = image_size_px."""
         x = torch.as_tensor(images, device=self.device)
         if x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"expected images of shape (B, H, W, 3), got {tuple(x.shape)}")
+            raise DataError(f"expected images of shape (B, H, W, 3), got {tuple(x.shape)}")
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[-2:] != (self.image_size_px, self.image_size_px):
             x = F.interpolate(x, size=(self.image_size_px, self.image_size_px), mode="bilinear",

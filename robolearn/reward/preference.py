@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from robolearn.config import ConfigError
+from robolearn.errors import DataError, MissingKeyError
 from robolearn.interfaces import Observation
 from robolearn.reward.base import RewardConfig, load_checkpoint, save_checkpoint
 from robolearn.reward.classifier import calibrate_threshold, embed_frames
@@ -79,7 +80,7 @@ def train_bradley_terry(features: torch.Tensor, pairs: np.ndarray, labels: np.nd
     ``(o₀, o₁)``; labels: ``(P,)`` 0 or 1 (which one is preferred; −1 rows must be removed)."""
     pairs, labels = np.asarray(pairs), np.asarray(labels)
     if len(pairs) == 0 or set(np.unique(labels)) - {0, 1}:
-        raise ValueError("preference labels must be 0 or 1 (drop the judge's −1 answers) and not empty")
+        raise DataError("preference labels must be 0 or 1 (drop the judge's −1 answers) and not empty")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = RewardEnsemble(features.shape[1], config.ensemble, config.hidden)
@@ -143,7 +144,7 @@ class PreferenceReward:
     def __call__(self, obs: Observation) -> tuple[float, float]:
         missing = [c for c in self.cameras if f"rgb_{c}" not in obs]
         if missing:
-            raise KeyError(f"the preference reward needs cameras {missing}; the observation has {sorted(obs)}")
+            raise MissingKeyError(f"the preference reward needs cameras {missing}; the observation has {sorted(obs)}")
         rewards, probs = self.score_batch({c: obs[f"rgb_{c}"][None] for c in self.cameras})
         return float(rewards[0]), float(probs[0])
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from robolearn.errors import UsageError
 from robolearn.ros import messages
 from robolearn.ros.zenoh_backend import ZenohSettings, unpack_attachment
 
@@ -99,7 +100,7 @@ class Node:
 
             self._backend = RclpyNodeBackend(name, namespace)
         else:
-            raise ValueError(f"unknown ROS backend {backend!r}; use zenoh, rclpy or auto")
+            raise UsageError(f"unknown ROS backend {backend!r}; use zenoh, rclpy or auto")
         self.name, self.backend = name, backend
         self._overrides = dict(parameters or {})
         self._parameters: dict[str, Any] = {}
@@ -119,13 +120,13 @@ class Node:
         value = self._overrides.get(name, default)
         if isinstance(default, bool) and isinstance(value, str):
             if value.strip().lower() not in BOOL_WORDS:
-                raise ValueError(f"parameter {name!r} of node {self.name!r} must be true or false, got {value!r}")
+                raise UsageError(f"parameter {name!r} of node {self.name!r} must be true or false, got {value!r}")
             value = BOOL_WORDS[value.strip().lower()]
         if default is not None and value is not None and not isinstance(value, type(default)):
             try:
                 value = type(default)(value)
             except (TypeError, ValueError) as err:
-                raise ValueError(f"parameter {name!r} of node {self.name!r} must be {type(default).__name__}, "
+                raise UsageError(f"parameter {name!r} of node {self.name!r} must be {type(default).__name__}, "
                                  f"got {value!r}") from err
         self._parameters[name] = value
         return value
@@ -153,7 +154,7 @@ class Node:
         ``callback`` raises, is dropped, counted in ``dropped[topic]`` and logged; the node goes on."""
         messages.msg_class(typename)
         if depth < 1:
-            raise ValueError(f"subscription depth on {topic} must be at least 1 (messages kept while the spin thread "
+            raise UsageError(f"subscription depth on {topic} must be at least 1 (messages kept while the spin thread "
                              f"is busy), got {depth}")
         # Keep-last history: appending to a full deque drops its oldest message (atomically, like popleft).
         pending: deque[tuple[bytes, bytes | None]] = deque(maxlen=depth)

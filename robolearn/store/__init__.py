@@ -5,8 +5,8 @@ datasets, and converters to and from LeRobotDataset v3 and rosbag2 MCAP.
 and ``robolearn.store.lock`` for the one-writer-at-a-time lock.
 """
 
+from robolearn.store.episode_recorder import EpisodeRecorder
 from robolearn.store.lock import StoreLockedError
-from robolearn.store.recorder import EpisodeRecorder
 from robolearn.store.store import SCHEMA_VERSION, SOURCES, DemoStore
 from robolearn.store.writer import EpisodeWriter
 

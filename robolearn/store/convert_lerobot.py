@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from robolearn.errors import AlreadyExistsError, DataError, NotFoundError, UsageError
 from robolearn.store import lerobot_format as fmt
 from robolearn.store.codecs import kind_of
 from robolearn.store.store import DemoStore
@@ -105,7 +106,7 @@ def integer_fps(store: DemoStore, fps: float | None = None) -> int:
     (LeRobot's ``DatasetInfo.fps`` is an int, and PyAV's frame rate a rational of it)."""
     rate = float(fps or (store.cell_config or {}).get("control_hz", 10.0))
     if rate <= 0 or rate != round(rate):
-        raise ValueError(f"LeRobot datasets have a whole number of frames per second; this store's control rate is "
+        raise DataError(f"LeRobot datasets have a whole number of frames per second; this store's control rate is "
                          f"{rate} Hz: export with fps= (--set is not enough), or record at a whole-number control_hz")
     return int(round(rate))
 
@@ -305,12 +306,12 @@ def export_lerobot(store: DemoStore, root: str | Path, fps: int | None = None, c
 
     root = Path(root)
     if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"{root} exists and is not empty; pick a new directory")
+        raise AlreadyExistsError(f"{root} exists and is not empty; pick a new directory")
     if not store.n_episodes:
-        raise ValueError(f"{store.path} has no episodes to export")
+        raise DataError(f"{store.path} has no episodes to export")
     fps = integer_fps(store, fps)
     if min(chunks_size, data_file_mb, video_file_mb) <= 0:
-        raise ValueError(f"chunks_size ({chunks_size}), data_file_mb ({data_file_mb}) and video_file_mb "
+        raise UsageError(f"chunks_size ({chunks_size}), data_file_mb ({data_file_mb}) and video_file_mb "
                          f"({video_file_mb}) must be positive, as LeRobot's DatasetInfo requires")
     metas, starts, ends = store.episode_metas(), store.episode_starts, store.episode_ends
     tasks = list(dict.fromkeys(m["task"] for m in metas))
@@ -319,7 +320,7 @@ def export_lerobot(store: DemoStore, root: str | Path, fps: int | None = None, c
     data_keys = [k for k in store.keys if kind_of(k) == "lowdim"]
     flat = [k for k in data_keys if store.array(k).ndim > 2]
     if flat:
-        raise ValueError(f"{flat} hold more than a vector per step; LeRobot's parquet features here are scalars or "
+        raise DataError(f"{flat} hold more than a vector per step; LeRobot's parquet features here are scalars or "
                          "vectors: export a store without them")
     rgb_encoder = {"video.g": gop, "video.crf": crf, "video.preset": SVTAV1_PRESET if codec == "libsvtav1" else None,
                    "video.fast_decode": 0,
@@ -504,7 +505,7 @@ class _VideoCursor:
             while True:
                 item = next(self.decoded, None)
                 if item is None or item[0] > wanted:
-                    raise ValueError(f"{self.path} has no frame {wanted} (at {wanted / self.fps:.3f} s) that the "
+                    raise DataError(f"{self.path} has no frame {wanted} (at {wanted / self.fps:.3f} s) that the "
                                      "episodes table points to; the dataset is incomplete")
                 if item[0] == wanted:
                     break
@@ -535,16 +536,16 @@ def import_lerobot(root: str | Path, destination: str | Path, progress: Callable
     root = Path(root)
     info_path = root / "meta" / "info.json"
     if not info_path.exists():
-        raise FileNotFoundError(f"{root} is not a LeRobotDataset (no meta/info.json)")
+        raise NotFoundError(f"{root} is not a LeRobotDataset (no meta/info.json)")
     info = json.loads(info_path.read_text())
     if not str(info.get("codebase_version", "")).startswith("v3"):
-        raise ValueError(f"{root} is LeRobotDataset {info.get('codebase_version')}; only v3.x imports (convert it with "
+        raise DataError(f"{root} is LeRobotDataset {info.get('codebase_version')}; only v3.x imports (convert it with "
                          "lerobot's convert_dataset_v21_to_v30 first)")
     fps = float(info["fps"])
     features = info["features"]
     images = [f for f, spec in features.items() if spec["dtype"] == "image"]
     if images:
-        raise ValueError(f"{root}: image features {images} (PNG in parquet) are not supported; re-encode them as video")
+        raise DataError(f"{root}: image features {images} (PNG in parquet) are not supported; re-encode them as video")
     episodes = pq.read_table(sorted((root / "meta" / "episodes").rglob("*.parquet"))).to_pylist()
     episodes.sort(key=lambda e: e["episode_index"])
     tasks_table = pq.read_table(root / "meta" / "tasks.parquet").to_pylist()
@@ -628,7 +629,7 @@ def _append_streaming(store: DemoStore, data: dict[str, np.ndarray], frames: dic
     """Commit one episode, taking its video frames one step at a time (``EpisodeWriter``)."""
     lengths = {key: len(values) for key, values in data.items() if len(values) != length}
     if lengths:
-        raise ValueError(f"the episodes table gives {length} frames but the data has {lengths}")
+        raise DataError(f"the episodes table gives {length} frames but the data has {lengths}")
     writer = store.begin_episode()
     try:
         for t in range(length):

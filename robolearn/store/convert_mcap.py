@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from robolearn.errors import AlreadyExistsError, DataError, NotFoundError
 from robolearn.interfaces import CameraIntrinsics
 from robolearn.ros import messages
 from robolearn.ros.nodes import topics
@@ -209,9 +210,9 @@ def export_mcap(store: DemoStore, path: str | Path, progress: Callable[[int], No
 
     path = Path(path)
     if path.exists():
-        raise FileExistsError(f"{path} exists; rosbag2 writes a new directory")
+        raise AlreadyExistsError(f"{path} exists; rosbag2 writes a new directory")
     if not store.n_episodes:
-        raise ValueError(f"{store.path} has no episodes to export")
+        raise DataError(f"{store.path} has no episodes to export")
     ts = messages.typestore()
     n = store.n_steps
     lowdim = {k: np.asarray(store.array(k)[:n]) for k in store.keys if kind_of(k) == "lowdim"}
@@ -259,21 +260,21 @@ def import_mcap(path: str | Path, destination: str | Path, progress: Callable[[i
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise NotFoundError(f"{path} does not exist")
     if path.is_dir() and not (path / "metadata.yaml").exists():
-        raise FileNotFoundError(f"{path} is not a rosbag2 bag directory (no metadata.yaml); pass the bag directory or "
+        raise NotFoundError(f"{path} is not a rosbag2 bag directory (no metadata.yaml); pass the bag directory or "
                                 "its .mcap file")
     try:
         with Reader(path) as reader:
             return _import_bag(reader, path, Path(destination), progress)
     except ReaderError as err:
-        raise ValueError(f"{path}: cannot read the bag: {err}") from err
+        raise DataError(f"{path}: cannot read the bag: {err}") from err
 
 
 def _import_bag(reader: Any, path: Path, destination: Path, progress: Callable[[int], None] | None) -> DemoStore:
     by_topic = {c.topic: c for c in reader.connections}
     if ATTRS_TOPIC not in by_topic or EPISODE_META_TOPIC not in by_topic:
-        raise ValueError(f"{path} was not written by `robolearn data export --format mcap` (no {ATTRS_TOPIC} topic); "
+        raise DataError(f"{path} was not written by `robolearn data export --format mcap` (no {ATTRS_TOPIC} topic); "
                          "import a ROS 2 recording with `robolearn data import --format rosbag2 BAG --map MAP.yaml` "
                          "(docs/store.md, Importing rosbag2 recordings)")
     header: dict[str, Any] = {}
@@ -298,12 +299,12 @@ def _import_bag(reader: Any, path: Path, destination: Path, progress: Callable[[
                 steps[connection.topic][t_ns] = messages.deserialize(raw, connection.msgtype)
         window = sorted(set().union(*(m.keys() for m in steps.values())))
         if len(window) != episode["length"]:
-            raise ValueError(f"{path}: episode {episode['index']} has {len(window)} steps in the bag, its metadata "
+            raise DataError(f"{path}: episode {episode['index']} has {len(window)} steps in the bag, its metadata "
                              f"says {episode['length']}; the bag is truncated or was not written by robolearn")
         for topic, by_time in steps.items():
             missing = [t for t in window if t not in by_time]
             if missing:
-                raise ValueError(f"{path}: episode {episode['index']} lacks {len(missing)} {topic} messages")
+                raise DataError(f"{path}: episode {episode['index']} lacks {len(missing)} {topic} messages")
         data, encoded = _episode_arrays(steps, window, keys, dtypes, bool(header.get("own_clock", True)))
         _append_with_jpeg(out, data, encoded, episode["meta"])
         if progress:
@@ -359,7 +360,7 @@ def depth_m(msg: Any) -> np.ndarray:
         return np.asarray(messages.image_array(msg), np.float32).copy()
     if msg.encoding in ("16UC1", "mono16"):
         return np.asarray(msg.data).view(np.uint16).reshape(msg.height, msg.width).astype(np.float32) / 1000.0
-    raise ValueError(f"depth images must be 32FC1 metres or 16UC1 millimetres, got {msg.encoding!r}")
+    raise DataError(f"depth images must be 32FC1 metres or 16UC1 millimetres, got {msg.encoding!r}")
 
 
 def _append_with_jpeg(store: DemoStore, data: dict[str, np.ndarray], encoded: dict[str, list[bytes]],

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from robolearn.config import ConfigError
+from robolearn.errors import DataError, NotFoundError
 from robolearn.ros import messages
 from robolearn.store.convert_mcap import depth_m
 from robolearn.store.store import DemoStore, cameras_from_cell
@@ -76,7 +77,7 @@ def _image(msg: Any, msgtype: str, key: str) -> np.ndarray:
     if msgtype == messages.COMPRESSED_IMAGE:
         return messages.compressed_image_array(msg)
     if msg.encoding not in RGB_ENCODINGS:
-        raise ValueError(f"an rgb_ image must be one of {', '.join(RGB_ENCODINGS)}, got {msg.encoding!r}")
+        raise DataError(f"an rgb_ image must be one of {', '.join(RGB_ENCODINGS)}, got {msg.encoding!r}")
     channels = {"mono8": 1, "rgb8": 3, "bgr8": 3}.get(msg.encoding, 4)
     pixels = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :msg.width * channels]
     pixels = pixels.reshape(msg.height, msg.width, channels)
@@ -172,7 +173,7 @@ def episode_windows(bags: list[_Bag], topic_map: TopicMap) -> list[tuple[int, in
             elif command == "discard":
                 start = None
     if not windows:
-        raise ValueError(f"no episodes found: the {split.by} split ({split.topic or f'gaps of {split.gap_s} s'}) "
+        raise DataError(f"no episodes found: the {split.by} split ({split.topic or f'gaps of {split.gap_s} s'}) "
                          "marks none; check episodes.topic and its start/stop values in the map")
     return windows
 
@@ -187,7 +188,7 @@ def _marker(msg: Any, split: Any) -> str | None:
         return "start" if text in split.start_values else "stop" if text in split.stop_values else None
     if msgtype == messages.EPISODE_CONTROL:
         return {EPISODE.START: "start", EPISODE.STOP: "stop", EPISODE.DISCARD: "discard"}.get(msg.command)
-    raise ValueError(f"episode marker {split.topic} is {msgtype}; use std_msgs/Bool, std_msgs/String or "
+    raise DataError(f"episode marker {split.topic} is {msgtype}; use std_msgs/Bool, std_msgs/String or "
                      "robolearn_msgs/EpisodeControl")
 
 
@@ -318,9 +319,9 @@ def import_rosbag2(bags: list[str | Path], topic_map: str | Path | TopicMap, des
     paths = [Path(p) for p in bags]
     for path in paths:
         if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist")
+            raise NotFoundError(f"{path} does not exist")
         if path.is_dir() and not (path / "metadata.yaml").exists():
-            raise FileNotFoundError(f"{path} is not a rosbag2 bag directory (no metadata.yaml); pass the bag directory "
+            raise NotFoundError(f"{path} is not a rosbag2 bag directory (no metadata.yaml); pass the bag directory "
                                     "or its .mcap / .db3 file")
     cell = None
     if topic_map.cell is not None:
@@ -332,7 +333,7 @@ def import_rosbag2(bags: list[str | Path], topic_map: str | Path | TopicMap, des
         try:
             opened = [_Bag(p, stack.enter_context(Reader(p)), topic_map, map_path) for p in paths]
         except ReaderError as err:
-            raise ValueError(f"cannot read the recording: {err}") from err
+            raise DataError(f"cannot read the recording: {err}") from err
         out = DemoStore.create(destination, cell_config=cell, cameras=_calibration(opened, topic_map, cell))
         successes = {i: _successes(bag, topic_map) for i, bag in enumerate(opened)}
         marked = topic_map.success is not None or (
@@ -351,7 +352,7 @@ def import_rosbag2(bags: list[str | Path], topic_map: str | Path | TopicMap, des
             if progress:
                 progress(done + 1)
     if not out.n_episodes:
-        raise ValueError(f"no control tick had every stream within staleness_s = {topic_map.staleness_s} s; the stalest "
+        raise DataError(f"no control tick had every stream within staleness_s = {topic_map.staleness_s} s; the stalest "
                          f"was {stalest[1]} ({stalest[0]:.2f} s old): check its rate, or raise staleness_s in the map")
     return out
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from robolearn.errors import DataError
+
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 QUANTILE_KEYS = tuple(f"q{int(q * 100):02d}" for q in QUANTILES)
 QUANTILE_BINS = 5000
@@ -177,4 +179,4 @@ def hf_feature(spec: dict[str, Any]) -> dict[str, Any]:
         return value
     if len(shape) == 1:
         return {"feature": value, "length": shape[0], "_type": "List"}
-    raise ValueError(f"LeRobot parquet features are scalars or vectors here, got shape {shape}")
+    raise DataError(f"LeRobot parquet features are scalars or vectors here, got shape {shape}")

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
+from robolearn.errors import AlreadyExistsError, NotFoundError
 from robolearn.store.codecs import (
     DEFAULT_JPEG_QUALITY,
     array_spec,
@@ -151,9 +152,9 @@ class DemoStore:
         if not 1 <= int(jpeg_quality) <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
         if path.exists() and not path.is_dir():
-            raise FileExistsError(f"{path} is a file; pick a new path for the store")
+            raise AlreadyExistsError(f"{path} is a file; pick a new path for the store")
         if path.exists() and any(path.iterdir()) and not overwrite:
-            raise FileExistsError(f"{path} already exists; open it with DemoStore.open(path, mode='a') or pick a new path")
+            raise AlreadyExistsError(f"{path} already exists; open it with DemoStore.open(path, mode='a') or pick a new path")
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_creations(path)
         register_image_codecs()
@@ -192,9 +193,9 @@ class DemoStore:
         path = Path(path)
         _finish_rewrite(path, clean=False)
         if not path.exists():
-            raise FileNotFoundError(f"no store at {path}; create one with DemoStore.create or `robolearn collect`")
+            raise NotFoundError(f"no store at {path}; create one with DemoStore.create or `robolearn collect`")
         if not (path / ".zgroup").exists() or not (path / "meta" / "episode_ends" / ".zarray").exists():
-            raise FileNotFoundError(f"{path} is not a robolearn store (no meta/episode_ends); create one with "
+            raise NotFoundError(f"{path} is not a robolearn store (no meta/episode_ends); create one with "
                                     "DemoStore.create or `robolearn collect`")
         lock = WriterLock.acquire(path, lock_timeout_s) if mode == "a" else None
         try:
@@ -663,7 +664,7 @@ def _move_into_place(building: Path, path: Path, overwrite: bool, lock_timeout_s
     try:
         os.replace(building, path)
     except OSError as err:
-        raise FileExistsError(f"{path} appeared while the store was being created (another process?); pick "
+        raise AlreadyExistsError(f"{path} appeared while the store was being created (another process?); pick "
                               "a new path") from err
 
 

@@ -1,5 +1,5 @@
-"""robolearn's ROS 2 nodes. Topic names live in ``robolearn.ros.nodes.topics``; ``runner`` builds a
-node by name. ``NODES`` says what each one does and which ``--param`` it takes (``robolearn node
+"""robolearn's ROS 2 nodes. Topic names live in ``robolearn.ros.nodes.topics``; ``robolearn.cli.node_host``
+builds a node by name. ``NODES`` says what each one does and which ``--param`` it takes (``robolearn node
 --help`` prints it); docs/ros.md has the topics per node."""
 
 NODES = {

@@ -201,7 +201,7 @@ class ArmNode:
 def default_joint_names(cell: CellConfig, n_joints: int) -> list[str]:
     """The robot model's joint names (a built-in model's, or ``robot.joint_names`` of an MJCF
     robot), else ``joint1..jointN``."""
-    from robolearn.sim.robots import robot_models
+    from robolearn.kinematics import robot_models
 
     builtin = robot_models().get(cell.robot.model)
     names = [j.name for j in builtin.joints] if builtin is not None else list(cell.robot.joint_names)

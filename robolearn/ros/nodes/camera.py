@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from robolearn.errors import UsageError
 from robolearn.interfaces import Camera, Frame
 from robolearn.ros import messages
 from robolearn.ros.clock import ros_stamp_ns
@@ -21,7 +22,7 @@ class CameraPublisher:
 
     def __init__(self, node: Node, camera: Camera, depth: bool, compressed_quality: int = 0):
         if not 0 <= compressed_quality <= 100:
-            raise ValueError(f"compressed_quality must be in 0..100 (0: raw only), got {compressed_quality}")
+            raise UsageError(f"compressed_quality must be in 0..100 (0: raw only), got {compressed_quality}")
         self.camera, self.frame_id = camera, f"{camera.name}_optical_frame"
         self.compressed_quality = compressed_quality
         self.image_pub = node.create_publisher(messages.IMAGE, topics.camera_image(camera.name), depth=2)

@@ -38,6 +38,7 @@ import numpy as np
 
 from robolearn.cell import CellConfig
 from robolearn.config import ConfigError, to_dict
+from robolearn.errors import DataError
 from robolearn.interfaces import TeleopCommand
 from robolearn.ros import messages
 from robolearn.ros.node import Node, Received
@@ -50,7 +51,7 @@ STATE_EXTRA_DIM = 8
 
 
 def n_joints(cell: CellConfig) -> int:
-    from robolearn.sim.robots import robot_models
+    from robolearn.kinematics import robot_models
 
     builtin = robot_models().get(cell.robot.model)
     if builtin is not None:
@@ -134,7 +135,7 @@ class RecorderNode:
         """One sample of ``stream`` (refused, with the reason, when its shape is not the config's)."""
         shape, dtype = self.specs[stream]
         if value.shape != shape:
-            raise ValueError(f"{stream} sample has shape {value.shape}, the cell config says {shape}; fix the "
+            raise DataError(f"{stream} sample has shape {value.shape}, the cell config says {shape}; fix the "
                              "publisher or the cell's cameras / robot section")
         if self.recording:
             self.recorder.add(stream, value.astype(dtype, copy=False), stamp_ns)

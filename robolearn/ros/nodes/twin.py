@@ -29,8 +29,8 @@ import time
 
 import numpy as np
 
-from robolearn.cell import CellConfig
-from robolearn.env import action_to_command
+from robolearn.env import RobotEnv, action_to_command
+from robolearn.interfaces import Teleop
 from robolearn.ros import messages
 from robolearn.ros.clock import ros_now_ns
 from robolearn.ros.node import Node, Received
@@ -51,36 +51,33 @@ def float_array_msg(values: np.ndarray) -> object:
 
 
 class TwinNode:
-    """The twin behind the cell's topics. teleop: ``expert`` (host the task's scripted expert and drive
-    ``episodes`` episodes; 0: none) or the name of a teleop device (anything else: follow the
-    ``TeleopCommand`` stream of a teleop node, see the module docstring). only_success: with the
-    expert, discard and redo failed episodes. compressed_quality: also publish JPEG camera streams
-    (see ``CameraPublisher``)."""
+    """The twin env ``env`` (``robolearn.env.make_env`` of the cell, with cameras) behind the cell's
+    topics. expert: the task's scripted expert, hosted to drive ``episodes`` episodes (0: none);
+    follow_teleop: instead follow the ``TeleopCommand`` stream of a teleop node (see the module
+    docstring). only_success: with the expert, discard and redo failed episodes. compressed_quality:
+    also publish JPEG camera streams (see ``CameraPublisher``)."""
 
-    def __init__(self, node: Node, cell: CellConfig, task: str, episodes: int = 0, seed: int = 0,
-                 noise_scale: float = 0.0, wait_for_recorder_s: float = 30.0, teleop: str = "expert",
-                 compressed_quality: int = 0, only_success: bool = False):
-        from robolearn.env import make_env
-        from robolearn.sim.experts import make_expert
-
-        self.node, self.cell = node, cell
-        self.env = make_env(cell, task=task, cameras=True)
+    def __init__(self, node: Node, env: RobotEnv, expert: Teleop | None = None, episodes: int = 0, seed: int = 0,
+                 wait_for_recorder_s: float = 30.0, follow_teleop: bool = False, compressed_quality: int = 0,
+                 only_success: bool = False):
+        self.node, self.cell = node, env.cell
+        self.env = env
         self.env.reset(seed=seed)
         self.twin = self.env.twin
-        self.task_name = task
+        self.task_name = env.task.name
         self.seed = seed
         self.cameras = [CameraPublisher(node, camera, depth=f"depth_{name}" in self.env.observation_space.spaces,
                                         compressed_quality=compressed_quality)
                         for name, camera in self.env.cameras.items()]
         self.object_pub = node.create_publisher(messages.OBJECT_STATE, topics.OBJECT_STATE, depth=10)
         self.episode_pub = node.create_publisher(messages.EPISODE_CONTROL, topics.EPISODE_CONTROL, depth=100)
-        self.arm_node = ArmNode(node, self.twin.arm, cell, timer=False)
+        self.arm_node = ArmNode(node, self.twin.arm, self.cell, timer=False)
         self.episodes = episodes
         self.only_success = only_success
         self.completed = 0
         self.attempts = 0
-        self.follow_teleop = teleop != "expert"
-        self.expert = make_expert(self.env, noise_scale=noise_scale, seed=seed) if episodes > 0 and not self.follow_teleop else None
+        self.follow_teleop = follow_teleop
+        self.expert = expert if episodes > 0 and not follow_teleop else None
         self.teleop_pub = (node.create_publisher(messages.TELEOP_COMMAND, topics.TELEOP, depth=100)
                            if self.expert is not None else None)
         if self.follow_teleop:

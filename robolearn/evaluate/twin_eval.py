@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from robolearn.errors import NotFoundError, UsageError
 from robolearn.evaluate.results import EpisodeRecord, EvalRecord, evaluation_path, model_digest, policy_id_of
 from robolearn.interfaces import Observation, Policy
 
@@ -47,9 +48,9 @@ class EvalSettings:
 
     def __post_init__(self) -> None:
         if self.episodes <= 0:
-            raise ValueError(f"episodes must be positive, got {self.episodes}")
+            raise UsageError(f"episodes must be positive, got {self.episodes}")
         if self.workers <= 0:
-            raise ValueError(f"workers must be positive, got {self.workers}")
+            raise UsageError(f"workers must be positive, got {self.workers}")
 
 
 class ExpertPolicy:
@@ -81,7 +82,7 @@ def checkpoint_config(source: Any) -> dict[str, Any]:
     if isinstance(source, (str, Path)) and str(source) != EXPERT:
         path = Path(source) / "config.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{source} is not a checkpoint directory (no config.json); pass a directory "
+            raise NotFoundError(f"{source} is not a checkpoint directory (no config.json); pass a directory "
                                     f"written by `robolearn train`/`finetune`, or `{EXPERT}` for the scripted expert")
         return json.loads(path.read_text())
     return {}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from robolearn.config import ConfigError
+from robolearn.errors import UsageError
 from robolearn.ros.launch import LaunchConfig, LaunchNode, Supervisor
 from robolearn.ros.zenoh_backend import free_endpoint
 
@@ -50,7 +51,7 @@ def collect_via_ros(cell: str | Path, task: str, episodes: int, store_path: str 
     localhost port. Returns exit codes, restarts and the store's episode count.
     """
     if episodes <= 0:
-        raise ValueError(f"episodes must be positive, got {episodes}")
+        raise UsageError(f"episodes must be positive, got {episodes}")
     cell_set = [*overrides, *([] if cameras else ["cameras=[]"])]
     check_store_fits(store_path, cell, cell_set)
     device_set = [] if teleop in ("expert", "cell") else [f"teleop={{type: {teleop}}}"]

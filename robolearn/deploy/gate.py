@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from robolearn.config import ConfigError
+from robolearn.deploy.devices import CellDevices, ReadOnlyArm
 from robolearn.env import action_to_command
-from robolearn.errors import RobolearnError
-from robolearn.evaluate.devices import CellDevices, ReadOnlyArm
+from robolearn.errors import RobolearnError, UsageError
 from robolearn.evaluate.results import EpisodeRecord, EvalRecord, evaluation_path, model_digest, policy_id_of
 from robolearn.interfaces import Observation, Policy, TeleopCommand, Violation
 from robolearn.safety import Watchdog
@@ -189,10 +189,10 @@ class LiveTrial:
 
     def __init__(self, policy: Policy, devices: CellDevices, max_steps: int, reward_model: Any = None,
                  success_threshold: float | None = None):
-        from robolearn.reward.base import success_threshold as model_threshold
+        from robolearn.interfaces import success_threshold as model_threshold
 
         if devices.teleop is None:
-            raise ValueError("live mode needs a teleop device as the stop and takeover button")
+            raise UsageError("live mode needs a teleop device as the stop and takeover button")
         check_observable(policy, devices)
         self.policy, self.devices, self.max_steps = policy, devices, max_steps
         self.reward_model = reward_model

@@ -16,8 +16,10 @@ from contextlib import ExitStack
 from typing import Any
 
 from robolearn.cell import CellConfig
+from robolearn.errors import UsageError
 from robolearn.ros.node import STOP_SIGNALS, Node
 from robolearn.ros.nodes import NODE_NAMES
+from robolearn.ros.nodes.twin import TwinNode
 from robolearn.ros.zenoh_backend import ZenohSettings, open_router
 
 
@@ -58,7 +60,7 @@ def _run_node(name: str, cell: CellConfig, params: dict[str, Any], backend: str,
         finally:
             router.close()
     if name not in NODE_NAMES:
-        raise SystemExit(f"robolearn: unknown node {name!r}; choose one of: {', '.join(NODE_NAMES)}")
+        raise UsageError(f"unknown node {name!r}; choose one of: {', '.join(NODE_NAMES)}")
     _check_devices(name, cell, params)
     with ExitStack() as stack:
         node = stack.enter_context(Node(params.pop("node_name", name), backend=backend, parameters=params,
@@ -66,7 +68,7 @@ def _run_node(name: str, cell: CellConfig, params: dict[str, Any], backend: str,
         summary = _build(name, node, cell, stack)
         unknown = node.undeclared_parameters()
         if unknown:
-            raise SystemExit(f"robolearn: node {name} has no parameter {', '.join(map(repr, unknown))}; it takes: "
+            raise UsageError(f"node {name} has no parameter {', '.join(map(repr, unknown))}; it takes: "
                              f"{', '.join(sorted(node.declared_parameters())) or 'none'} (robolearn node --help)")
         node.spin()
     return summary()
@@ -86,40 +88,38 @@ def _check_devices(name: str, cell: CellConfig, params: dict[str, Any]) -> None:
         wanted = params.get("camera", cell.cameras[0].name if cell.cameras else "")
         config = next((c for c in cell.cameras if c.name == wanted), None)
         if config is None:
-            raise SystemExit(f"robolearn: the cell has no camera {wanted!r}; it has {[c.name for c in cell.cameras]}")
+            raise UsageError(f"the cell has no camera {wanted!r}; it has {[c.name for c in cell.cameras]}")
         _require_hardware(config, f"camera {wanted!r}", cell)
     elif name == "teleop":
         if cell.teleop is None:
-            raise SystemExit("robolearn: the cell config has no teleop device; set teleop.type")
+            raise UsageError("the cell config has no teleop device; set teleop.type")
         _require_hardware(cell.teleop, "teleop device", cell)
     elif name == "policy" and not params.get("checkpoint"):
-        raise SystemExit("robolearn: the policy node needs --param checkpoint=DIR (a directory with model.safetensors)")
+        raise UsageError("the policy node needs --param checkpoint=DIR (a directory with model.safetensors)")
     elif name == "reward" and not params.get("reward"):
-        raise SystemExit("robolearn: the reward node needs --param reward=SPEC (classifier:DIR, preference:DIR, "
+        raise UsageError("the reward node needs --param reward=SPEC (classifier:DIR, preference:DIR, "
                          "clip:YAML or vlm:YAML)")
 
 
 def _require_hardware(config: Any, what: str, cell: CellConfig) -> None:
     if config.type == "sim":
-        raise SystemExit(f"robolearn: the {what} of cell {cell.name!r} is simulated; the twin node publishes its "
+        raise UsageError(f"the {what} of cell {cell.name!r} is simulated; the twin node publishes its "
                          f"topics: robolearn node twin --cell {cell.source_path or 'CELL'}")
     if config.type == "expert":
-        raise SystemExit("robolearn: the scripted expert needs the simulator's state, so the twin node hosts it: "
+        raise UsageError("the scripted expert needs the simulator's state, so the twin node hosts it: "
                          "robolearn node twin --param teleop=expert --param episodes=N; for a device here, "
                          "--set 'teleop={type: keyboard}' (or spacemouse, gamepad)")
 
 
 def _build(name: str, node: Node, cell: CellConfig, stack: ExitStack) -> Callable[[], dict[str, Any]]:
     if name == "twin":
-        from robolearn.ros.nodes.twin import TwinNode
-
-        twin = TwinNode(node, cell, task=node.declare_parameter("task", "pick_cube"),
-                        episodes=node.declare_parameter("episodes", 0), seed=node.declare_parameter("seed", 0),
-                        noise_scale=node.declare_parameter("noise_scale", 0.0),
-                        wait_for_recorder_s=node.declare_parameter("wait_for_recorder_s", 30.0),
-                        teleop=node.declare_parameter("teleop", "expert"),
-                        compressed_quality=node.declare_parameter("compressed_quality", 0),
-                        only_success=node.declare_parameter("only_success", False))
+        twin = twin_node(node, cell, task=node.declare_parameter("task", "pick_cube"),
+                         episodes=node.declare_parameter("episodes", 0), seed=node.declare_parameter("seed", 0),
+                         noise_scale=node.declare_parameter("noise_scale", 0.0),
+                         wait_for_recorder_s=node.declare_parameter("wait_for_recorder_s", 30.0),
+                         teleop=node.declare_parameter("teleop", "expert"),
+                         compressed_quality=node.declare_parameter("compressed_quality", 0),
+                         only_success=node.declare_parameter("only_success", False))
         stack.callback(twin.env.close)
         return lambda: {"node": "twin", "episodes_completed": twin.completed, "attempts": twin.attempts,
                         "dropped_messages": dict(node.dropped)}
@@ -150,7 +150,7 @@ def _build(name: str, node: Node, cell: CellConfig, stack: ExitStack) -> Callabl
         return lambda: {"node": "policy", "actions": policy_node.actions}
     if name == "reward":
         from robolearn.reward import load_reward_model
-        from robolearn.reward.node import RewardNode
+        from robolearn.ros.nodes.reward import RewardNode
 
         spec = node.declare_parameter("reward", "")
         reward_node = RewardNode(node, load_reward_model(spec), cell, mark_success=node.declare_parameter("mark_success", False))
@@ -169,3 +169,17 @@ def _build(name: str, node: Node, cell: CellConfig, stack: ExitStack) -> Callabl
 
     run_teleop(node, _connect(cell.teleop.create(cell), stack), cell)
     return lambda: {"node": "teleop"}
+
+
+def twin_node(node: Node, cell: CellConfig, task: str, episodes: int = 0, seed: int = 0, noise_scale: float = 0.0,
+              teleop: str = "expert", **options: Any) -> TwinNode:
+    """The twin node of ``cell`` for ``task``: with ``teleop: expert`` it hosts the task's scripted
+    expert (action noise ``noise_scale``, seeded ``seed``) for ``episodes`` episodes; with a teleop
+    device name it follows a teleop node. ``options``: the rest of ``TwinNode``'s settings."""
+    from robolearn.env import make_env
+    from robolearn.sim.experts import make_expert
+
+    env = make_env(cell, task=task, cameras=True)
+    follow_teleop = teleop != "expert"
+    expert = make_expert(env, noise_scale=noise_scale, seed=seed) if episodes > 0 and not follow_teleop else None
+    return TwinNode(node, env, expert, episodes=episodes, seed=seed, follow_teleop=follow_teleop, **options)

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import math
 
-from robolearn.sim.robots import GripperSpec, JointSpec, SerialArmModel, modified_dh_chain, rod_inertia_kg_m2
+from robolearn.kinematics.serial_arm import (
+    GripperSpec,
+    JointSpec,
+    SerialArmModel,
+    modified_dh_chain,
+    rod_inertia_kg_m2,
+)
 
 # (a_{i-1} m, d_i m, alpha_{i-1} rad) for joints 1..7, then the flange (frame 7 itself).
 XARM7_DH = (

@@ -3,7 +3,7 @@
 Both read frames episode by episode. Models with ``score_batch({camera: images})`` (classifier,
 CLIP similarity, preference) are scored a batch at a time; others (the VLM judge) one
 observation at a time. A frame counts as a predicted success when ``success_prob`` reaches the
-model's ``threshold`` (``base.success_threshold``; 0.5 when it has none).
+model's ``threshold`` (``robolearn.interfaces.success_threshold``; 0.5 when it has none).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from robolearn.interfaces import RewardModel
-from robolearn.reward.base import success_threshold
+from robolearn.errors import DataError
+from robolearn.interfaces import RewardModel, success_threshold
 from robolearn.reward.data import binary_metrics, episode_labels
 
 OBSERVATION_PREFIXES = ("state", "object_state", "rgb_", "depth_")
@@ -74,7 +74,7 @@ def evaluate_on_store(model: RewardModel, store: Any, episodes: list[int] | None
         predicted.append(probs >= threshold)
         labels.append(episode_labels(data, store.episode_meta(index)))
     if not labels:
-        raise ValueError("the store has no episodes to evaluate on")
+        raise DataError("the store has no episodes to evaluate on")
     return {**binary_metrics(np.concatenate(predicted), np.concatenate(labels)), "threshold": threshold,
             "n_episodes": len(episodes)}
 
@@ -98,10 +98,10 @@ def calibrate_on_store(model: RewardModel, store: Any, target_fpr: float = 0.02,
         scores.append(rewards if setting == "success_reward" else probs)
         labels.append(episode_labels(data, store.episode_meta(index)))
     if not labels:
-        raise ValueError("the store has no episodes to calibrate on")
+        raise DataError("the store has no episodes to calibrate on")
     score, label = np.concatenate(scores), np.concatenate(labels)
     if label.all() or not label.any():
-        raise ValueError(f"calibration needs success and non-success frames; {int(label.sum())} of {len(label)} "
+        raise DataError(f"calibration needs success and non-success frames; {int(label.sum())} of {len(label)} "
                          "are labeled success")
     value = calibrate_threshold(score, label, target_fpr, floor=None if setting == "success_reward" else 0.5)
     return {"setting": setting, "value": value, "target_fpr": target_fpr, "n_episodes": len(episodes),

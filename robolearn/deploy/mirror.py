@@ -1,6 +1,7 @@
 """Real-is-Sim mirroring: the twin follows the real arm's joint states and reports how well it can.
 
-The twin's arm tracks the stream of joint samples with a computed-torque joint controller: when a
+The twin's arm tracks the stream of joint samples with a computed-torque joint controller
+(``robolearn.sim.joint_tracking``): when a
 sample arrives, the twin runs physics over the interval since the previous one along the straight
 line between them (so it trails the stream by one sample period), no faster than the cell's
 ``max_joint_vel_rad_s`` and within the arm's torque limits, moving under physics and pushing the
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from robolearn.config import ChoiceBase, ChoiceRegistry
+from robolearn.errors import DataError, UsageError
 
 
 @dataclass
@@ -94,7 +96,7 @@ class ReplayedObjects(ObjectSource):
 
     def update(self, twin: Any, sample: JointSample) -> None:
         if sample.object_state is None:
-            raise ValueError("the replayed object source needs samples with object_state (record it, or use fixed)")
+            raise DataError("the replayed object source needs samples with object_state (record it, or use fixed)")
         twin.set_object_pose(self.name, sample.object_state[:3], sample.object_state[3:7])
 
 
@@ -113,7 +115,7 @@ class FiducialObjectsConfig(ObjectSourceConfig):
 
     def create(self, twin: Any, cameras: dict[str, Any] | None = None) -> ObjectSource:
         if not cameras or self.camera not in cameras:
-            raise ValueError(f"the fiducial object source needs camera {self.camera!r} of the cell")
+            raise UsageError(f"the fiducial object source needs camera {self.camera!r} of the cell")
         return FiducialObjects(self, cameras[self.camera])
 
 
@@ -155,7 +157,7 @@ class FiducialObjects(ObjectSource):
     def update(self, twin: Any, sample: JointSample) -> None:
         pose = twin.cameras[self.config.camera].pose_world() if self.config.camera in twin.cameras else None
         if pose is None:
-            raise ValueError(f"camera {self.config.camera!r} is not in the cell, so its extrinsics are unknown")
+            raise UsageError(f"camera {self.config.camera!r} is not in the cell, so its extrinsics are unknown")
         for name, pos_m in self.detect(self.camera.read().color, *pose).items():
             _, quat = twin.object_pose(name)
             twin.set_object_pose(name, pos_m, quat)
@@ -189,21 +191,13 @@ class Mirror:
     """Makes ``twin`` follow a stream of ``JointSample`` (``update`` per sample, ``report`` at the end)."""
 
     def __init__(self, twin: Any, config: MirrorConfig | None = None, cameras: dict[str, Any] | None = None):
-        import mujoco
+        from robolearn.sim.joint_tracking import JointTracker
 
-        self.mujoco, self.twin = mujoco, twin
+        self.twin = twin
         self.config = config or MirrorConfig()
         self.objects = self.config.objects.create(twin, cameras)
-        arm = twin.arm
-        self.dofs, self.qpos_ids = arm.dof_ids, arm.qpos_ids
-        omega = 2 * np.pi * self.config.bandwidth_hz
-        self.kp, self.kd = omega**2, 2 * omega
-        self._accel, self._force = np.zeros(twin.model.nv), np.zeros(twin.model.nv)
+        self.tracker = JointTracker(twin, self.config.bandwidth_hz, twin.cell.safety.max_joint_vel_rad_s)
         self.last: JointSample | None = None
-        self.velocity = np.zeros(len(self.dofs))
-        self.q_ref = np.zeros(len(self.dofs))
-        self.max_joint_vel_rad_s = twin.cell.safety.max_joint_vel_rad_s
-        self.max_torque_nm = arm.max_torque_nm
         self.t0_ns = 0
         self.errors: list[np.ndarray] = []
         self.sample_times_s: list[float] = []
@@ -216,8 +210,7 @@ class Mirror:
         self._above_since_s: float | None = None
 
     def _sync(self, sample: JointSample) -> None:
-        self.twin.arm.set_joint_positions(sample.q_rad)
-        self.q_ref = sample.q_rad.copy()
+        self.tracker.sync(sample.q_rad)
         self._gripper(sample)
         self.twin.forward()
 
@@ -230,28 +223,10 @@ class Mirror:
 
     def _follow(self, sample: JointSample) -> None:
         """Run physics from the last sample to ``sample``, tracking the straight line between them."""
-        mujoco, model, data = self.mujoco, self.twin.model, self.twin.data
         last = self.last
-        interval_s = (sample.stamp_ns - last.stamp_ns) * 1e-9
-        self.velocity = (sample.q_rad - last.q_rad) / interval_s
-        n_steps = max(1, round(interval_s * self.twin.physics_hz))
-        dt_s = interval_s / n_steps
-        max_step_rad = self.max_joint_vel_rad_s * dt_s
-        for i in range(n_steps):
-            mujoco.mj_step1(model, data)
-            on_line = last.q_rad + self.velocity * ((i + 1) * dt_s)
-            step = np.clip(on_line - self.q_ref, -max_step_rad, max_step_rad)
-            self.q_ref = self.q_ref + step
-            error = self.q_ref - data.qpos[self.qpos_ids]
-            error_rate = step / dt_s - data.qvel[self.dofs]
-            self._accel[self.dofs] = self.kp * error + self.kd * error_rate
-            mujoco.mj_mulM(model, data, self._force, self._accel)
-            # Cancel Coriolis, gravity and passive forces (gravity compensation, joint damping) exactly.
-            bias = data.qfrc_bias[self.dofs] - data.qfrc_passive[self.dofs]
-            data.qfrc_applied[self.dofs] = np.clip(self._force[self.dofs] + bias, -self.max_torque_nm, self.max_torque_nm)
-            mujoco.mj_step2(model, data)
-            self.twin_log_t.append((last.stamp_ns - self.t0_ns) * 1e-9 + (i + 1) * dt_s)
-            self.twin_log_q.append(data.qpos[self.qpos_ids].copy())
+        times_s, joints = self.tracker.follow(last.q_rad, sample.q_rad, (sample.stamp_ns - last.stamp_ns) * 1e-9)
+        self.twin_log_t.extend((last.stamp_ns - self.t0_ns) * 1e-9 + times_s)
+        self.twin_log_q.extend(joints)
         self.twin.time_ns = sample.stamp_ns - self.t0_ns
 
     def update(self, sample: JointSample) -> list[DivergenceEvent]:
@@ -272,7 +247,7 @@ class Mirror:
             self._follow(sample)
         self.objects.update(self.twin, sample)
         self.twin.forward()
-        error = self.twin.data.qpos[self.qpos_ids] - sample.q_rad
+        error = self.tracker.q_rad - sample.q_rad
         t_s = (sample.stamp_ns - self.t0_ns) * 1e-9
         self.errors.append(error)
         self.sample_times_s.append(t_s)
@@ -324,7 +299,7 @@ class Mirror:
     def report(self) -> dict[str, Any]:
         """Per-joint RMS and p99 tracking error (rad), lag (ms), divergence events, skipped samples."""
         if not self.errors:
-            raise ValueError("no joint samples were mirrored: the replay is empty, or no joint_states message arrived "
+            raise DataError("no joint samples were mirrored: the replay is empty, or no joint_states message arrived "
                              "(is the arm node running, connected to the same zenoh router?)")
         errors = np.abs(np.array(self.errors))
         return {
@@ -362,7 +337,7 @@ def samples_from_store(store_path: str, episode: int) -> Iterator[JointSample]:
     data = DemoStore.open(store_path, mode="r").episode(episode)
     for key in ("state", "stamp_ns"):
         if key not in data:
-            raise ValueError(f"episode {episode} of {store_path} has no {key!r}; mirroring needs joint states and stamps")
+            raise DataError(f"episode {episode} of {store_path} has no {key!r}; mirroring needs joint states and stamps")
     return samples_from_arrays(data["stamp_ns"], data["state"], data.get("object_state"))
 
 
@@ -380,18 +355,18 @@ def joint_sample(msg: Any, joint_names: Sequence[str]) -> JointSample:
     names = list(msg.name)
     if names:
         if len(names) != len(position):
-            raise ValueError(f"a joint_states message has {len(names)} names but {len(position)} positions")
+            raise DataError(f"a joint_states message has {len(names)} names but {len(position)} positions")
         index = {name: i for i, name in enumerate(names)}
         missing = [name for name in joint_names if name not in index]
         if missing:
-            raise ValueError(f"the joint_states message lacks the cell's joints {missing} (it names {names}); set "
+            raise DataError(f"the joint_states message lacks the cell's joints {missing} (it names {names}); set "
                              "robot.joint_names in the cell to the names the arm driver publishes")
         q_rad = position[[index[name] for name in joint_names]]
         gripper_m = float(position[index[GRIPPER_JOINT]]) if GRIPPER_JOINT in index else float("nan")
     else:
         n = len(joint_names)
         if len(position) not in (n, n + 1):
-            raise ValueError(f"a joint_states message without names needs the {n} arm joints in order (and "
+            raise DataError(f"a joint_states message without names needs the {n} arm joints in order (and "
                              f"optionally the gripper); it has {len(position)} positions")
         q_rad = position[:n]
         gripper_m = float(position[n]) if len(position) > n else float("nan")

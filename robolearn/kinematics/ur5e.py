@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import math
 
-from robolearn.sim.robots import GripperSpec, JointSpec, SerialArmModel, rod_inertia_kg_m2, standard_dh_chain
+from robolearn.kinematics.serial_arm import (
+    GripperSpec,
+    JointSpec,
+    SerialArmModel,
+    rod_inertia_kg_m2,
+    standard_dh_chain,
+)
 
 # (a_i m, d_i m, alpha_i rad) for joints 1..6.
 UR5E_DH = (

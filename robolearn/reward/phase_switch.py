@@ -23,7 +23,7 @@ import numpy as np
 
 from robolearn.config import ConfigError
 from robolearn.interfaces import Observation, Policy, RewardModel
-from robolearn.reward.evaluate import RewardMonitor
+from robolearn.reward.metrics import RewardMonitor
 
 PHASES = ("forward", "backward")
 

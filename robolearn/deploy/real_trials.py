@@ -1,5 +1,5 @@
 """Real trials behind ``robolearn eval --real``: a checkpoint drives the cell's arm through its
-SafetyFilter and watchdog (``deploy.LiveTrial``), success is marked by the teleop's buttons or
+SafetyFilter and watchdog (``gate.LiveTrial``), success is marked by the teleop's buttons or
 decided by a reward model, and the trials become a ``kind: real`` record in the format of twin
 evaluations, for ``robolearn compare``.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from robolearn.config import ConfigError
-from robolearn.evaluate.deploy import DeployConfig, run_live
+from robolearn.deploy.gate import DeployConfig, run_live
 from robolearn.evaluate.results import EvalRecord
 
 
@@ -24,7 +24,7 @@ def record_real_trials(policy: str, cell: str, task: str, episodes: int, reward:
     """Run ``episodes`` trials of checkpoint ``policy`` on ``cell`` (YAML) for ``task``; returns the
     record (``success_source``: ``teleop``, or ``reward_model`` with ``reward``)."""
     from robolearn.cell import load_cell
-    from robolearn.evaluate.devices import open_cell
+    from robolearn.deploy.devices import open_cell
     from robolearn.learn import load_policy
 
     if not (Path(policy) / "config.json").is_file():

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from robolearn.errors import MissingKeyError
 from robolearn.learn.agents import config_from_dict, make_agent
 from robolearn.learn.checkpoint import load_checkpoint, read_config
 
@@ -38,7 +39,7 @@ class AgentPolicy:
     def batch(self, obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         missing = [k for k in self.observation_keys if k not in obs]
         if missing:
-            raise KeyError(f"observation lacks {missing}; this policy needs {self.observation_keys}")
+            raise MissingKeyError(f"observation lacks {missing}; this policy needs {self.observation_keys}")
         return {k: torch.as_tensor(np.asarray(obs[k])).unsqueeze(0).to(self.device) for k in self.observation_keys}
 
     @torch.no_grad()

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from robolearn.cell import CellConfig
-from robolearn.interfaces import RewardModel
-from robolearn.reward.base import success_threshold
+from robolearn.errors import UsageError
+from robolearn.interfaces import RewardModel, success_threshold
 from robolearn.ros import messages
 from robolearn.ros.clock import ros_now_ns
 from robolearn.ros.node import Node, Received
@@ -31,7 +31,7 @@ def reward_cameras(model: RewardModel) -> list[str]:
     """The cameras whose ``rgb_<camera>`` images a learned reward model reads."""
     cameras = list(getattr(model, "cameras", []))
     if not cameras:
-        raise ValueError(f"{type(model).__name__} reads no camera images; the reward node serves image-based "
+        raise UsageError(f"{type(model).__name__} reads no camera images; the reward node serves image-based "
                          "reward models (classifier, clip, vlm, preference), not the twin's oracle")
     return cameras
 

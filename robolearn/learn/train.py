@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from robolearn.config import ConfigError, load_config, resolve_config_path
-from robolearn.errors import RobolearnError
+from robolearn.errors import DependencyError, RobolearnError
+from robolearn.learn.agent_policy import AgentPolicy, pick_device
 from robolearn.learn.agents import config_class, config_to_dict, make_agent
 from robolearn.learn.api import (
     evaluate,
@@ -27,7 +28,6 @@ from robolearn.learn.api import (
 )
 from robolearn.learn.buffer import BadTransitionError, ReplayBuffer
 from robolearn.learn.checkpoint import load_checkpoint, read_config, recover_checkpoint
-from robolearn.learn.policy import AgentPolicy, pick_device
 
 EPISODE_KEYS = ("action", "reward", "terminated")
 
@@ -37,9 +37,14 @@ class StoreDataError(RobolearnError):
 
 
 def load_algo_config(algo: str, path: str | None = None, overrides: tuple[str, ...] = ()) -> Any:
+    """The algorithm config of ``algo`` from ``path`` (default: the shipped ``configs/algos/<algo>.yaml``)
+    with ``KEY=VALUE`` overrides."""
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(str(path), "", "no such algorithm config file; check the path, or leave out --config for "
+                          f"the shipped configs/algos/{algo}.yaml")
     path = Path(path) if path else resolve_config_path(f"configs/algos/{algo}.yaml")
     if not path.exists():
-        raise ConfigError(str(path), "algo", f"no config file for {algo!r}; pass --config PATH")
+        raise ConfigError(str(path), "algo", f"no shipped config for {algo!r}; pass --config PATH")
     cfg = load_config(config_class(algo), path, overrides)
     if cfg.algo != algo:
         raise ConfigError(str(path), "algo", f"file is for {cfg.algo!r}, not {algo!r}")
@@ -65,7 +70,7 @@ class ScalarLogger:
             try:
                 import wandb
             except ImportError as err:
-                raise SystemExit("robolearn: --wandb needs the wandb package: pip install wandb") from err
+                raise DependencyError("--wandb needs the wandb package: pip install wandb (or pip install 'robolearn[wandb]')") from err
             self.wandb_run = wandb.init(project=wandb_project, dir=str(log_dir), config=run_config or {},
                                         name=log_dir.parent.name, resume="allow")
 

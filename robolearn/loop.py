@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from robolearn.collect import CollectSettings, collect
-from robolearn.evaluate.evaluate import EvalSettings, evaluate_policy, save_beside_checkpoint
+from robolearn.errors import DataError
 from robolearn.evaluate.report import write_report
+from robolearn.evaluate.twin_eval import EvalSettings, evaluate_policy, save_beside_checkpoint
 
 PRETRAIN_ALGO = "bc"
 FINETUNE_ALGO = "rlpd"
@@ -71,7 +72,7 @@ def collect_all(settings: CollectSettings) -> dict[str, Any]:
     """``robolearn collect`` with these settings; raises when fewer episodes could be committed."""
     result = collect(settings)
     if result["episodes_committed"] < settings.episodes:
-        raise RuntimeError(f"collect committed {result['episodes_committed']} of {settings.episodes} episodes into "
+        raise DataError(f"collect committed {result['episodes_committed']} of {settings.episodes} episodes into "
                            f"{settings.store} ({result['episodes_discarded']} discarded)")
     return result
 
@@ -81,7 +82,7 @@ def run_loop(cell: str, task: str, out: str | Path, budget: LoopBudget, workers:
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every stage; returns the stage results and timings (also written to ``out/loop.json``)."""
     from robolearn.learn.finetune import finetune
-    from robolearn.learn.runner import train_from_store
+    from robolearn.learn.train import train_from_store
     from robolearn.reward.classifier import ClassifierTrainConfig, save_classifier
     from robolearn.reward.classifier import train_from_store as train_classifier_from_store
     from robolearn.reward.encoders import save_tiny_clip

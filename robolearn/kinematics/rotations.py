@@ -1,4 +1,5 @@
-"""Rotation conversions used by the arm drivers (numpy only; quaternions are ``(w, x, y, z)``)."""
+"""Rotation conversions shared by the drivers, the SafetyFilter, the twin and the nodes (numpy only;
+quaternions are ``(w, x, y, z)``)."""
 
 from __future__ import annotations
 

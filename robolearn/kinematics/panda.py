@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from robolearn.sim.robots import GripperSpec, JointSpec, SerialArmModel, modified_dh_chain
+from robolearn.kinematics.serial_arm import GripperSpec, JointSpec, SerialArmModel, modified_dh_chain
 
 # (a_{i-1} m, d_i m, alpha_{i-1} rad) for joints 1..7, then the flange (Craig convention).
 PANDA_DH = (
