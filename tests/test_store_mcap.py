@@ -62,7 +62,8 @@ def test_topics_are_the_live_graphs(recording):
     """The twin node's publishers (its liveliness tokens: what ``ros2 topic list -t`` shows) with JPEG
     streams on, the reward node's ``/robolearn/reward``; robolearn's store side channel apart."""
     from robolearn.ros import Node, ZenohSettings
-    from robolearn.ros.nodes.twin import FLOAT_ARRAY, TwinNode
+    from robolearn.cli.node_host import twin_node
+    from robolearn.ros.nodes.twin import FLOAT_ARRAY
     from robolearn.ros.zenoh_backend import free_endpoint, open_router
 
     store, bag = recording
@@ -71,8 +72,8 @@ def test_topics_are_the_live_graphs(recording):
     router = open_router(endpoint)
     node = Node("twin", settings=ZenohSettings(router_endpoint=endpoint))
     try:
-        TwinNode(node, load_cell("configs/cells/sim_panda.yaml", list(SMALL)), task="reach", episodes=1,
-                 compressed_quality=90)
+        twin_node(node, load_cell("configs/cells/sim_panda.yaml", list(SMALL)), task="reach", episodes=1,
+                  compressed_quality=90)
         live = {}
         for token in node.backend_impl.graph():
             parts = token.split("/")

@@ -39,7 +39,6 @@ import json
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -112,17 +111,18 @@ def integer_fps(store: DemoStore, fps: float | None = None) -> int:
 
 
 def state_names(cell: dict[str, Any] | None, dim: int) -> list[str]:
-    """Names of ``state`` ``(n_joints + 8,)``: the arm's joints (the robot model's names), then the
+    """Names of ``state`` ``(n_joints + 8,)``: the arm's joints (a built-in robot model's names, an
+    MJCF robot's ``joint_names``, else ``joint1..N``, as the arm node names them), then the
     end-effector position, quaternion and gripper opening (``ArmState.proprio``)."""
-    from robolearn.cell import RobotModelConfig
-    from robolearn.config import from_dict
-    from robolearn.ros.nodes.arm import default_joint_names
+    from robolearn.kinematics import robot_models
 
     n_joints = dim - len(EE_NAMES)
     if n_joints <= 0:
         return [f"state_{i}" for i in range(dim)]
-    robot = from_dict(RobotModelConfig, (cell or {}).get("robot") or {}, source="the store's cell_config", key="robot")
-    return [*default_joint_names(SimpleNamespace(robot=robot), n_joints), *EE_NAMES]
+    robot = (cell or {}).get("robot") or {}
+    builtin = robot_models().get(robot.get("model"))
+    joints = [j.name for j in builtin.joints] if builtin is not None else list(robot.get("joint_names") or [])
+    return [*(joints if len(joints) == n_joints else [f"joint{i + 1}" for i in range(n_joints)]), *EE_NAMES]
 
 
 def dimension_names(key: str, shape: tuple[int, ...], cell: dict[str, Any] | None) -> list[str] | None:
