@@ -198,13 +198,17 @@ def test_collect_into_an_existing_empty_directory(capsys, tmp_path):
     (["data", "episodes", "{tmp}"], "is not a robolearn store"),
     (["data", "resize", "{store}", "--size", "96", "--out", "{tmp}/r.zarr"], "expected HxW"),
     (["data", "resize", "{store}", "--size", "8x8", "--out", "{store}"], "already exists"),
-    (["data", "view", "{store}", "--out", "{tmp}/e.gif"], "write an .mp4 video or a .png grid"),
+    (["data", "view", "{store}", "--out", "{tmp}/e.gif"], "write an .mp4 video, a .png grid or an .rrd Rerun recording"),
     (["data", "view", "{store}", "--episode", "5", "--out", "{tmp}/e.png"], "out of range"),
     (["data", "delete", "{store}", "7", "--yes"], "out of range"),
     (["data", "delete", "{store}", "x"], "expected an index"),
     (["data", "import", "{tmp}/nothing", "--format", "mcap", "--out", "{tmp}/i.zarr"], "no such file"),
     (["data", "import", "{tmp}", "--format", "mcap", "--out", "{tmp}/i.zarr"], "not a rosbag2 bag directory"),
     (["data", "import", "{tmp}", "--format", "lerobot", "--out", "{tmp}/i.zarr"], "not a LeRobotDataset"),
+    (["data", "import", "{tmp}", "--format", "rosbag2", "--out", "{tmp}/i.zarr"], "needs a topic map"),
+    (["data", "view", "{store}"], "or view in Rerun with --rerun"),
+    (["data", "view", "{store}", "--rerun", "--out", "{tmp}/e.mp4"], "name it .rrd"),
+    (["data", "view", "{store}", "--rerun", "--live"], "without a store path"),
 ])
 def test_bad_input_gives_one_clear_line(collected, capsys, tmp_path, args, message):
     path, _, _ = collected

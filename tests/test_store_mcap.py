@@ -61,8 +61,8 @@ def test_log_and_header_times_are_the_stores_clock(recording):
 def test_topics_are_the_live_graphs(recording):
     """The twin node's publishers (its liveliness tokens: what ``ros2 topic list -t`` shows) with JPEG
     streams on, the reward node's ``/robolearn/reward``; robolearn's store side channel apart."""
-    from robolearn.ros import Node, ZenohSettings
     from robolearn.cli.node_host import twin_node
+    from robolearn.ros import Node, ZenohSettings
     from robolearn.ros.nodes.twin import FLOAT_ARRAY
     from robolearn.ros.zenoh_backend import free_endpoint, open_router
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from robolearn.cli.common import add_json_flag, emit
+from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
 from robolearn.config import ConfigError
 
 EXPORT_FORMATS = ("lerobot", "mcap")
@@ -49,12 +49,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_json_flag(parser)
     parser.set_defaults(func=run_delete)
 
-    parser = sub.add_parser("view", help="write an episode as an mp4 video or a PNG grid",
+    parser = sub.add_parser("view", help="show an episode (mp4, PNG grid, or Rerun), or the live graph in Rerun",
                             description="Write every camera stream of one episode side by side, as an mp4 video "
-                            "(OUT.mp4) or a PNG grid of evenly spaced frames (OUT.png).")
-    parser.add_argument("path", help="store path")
+                            "(OUT.mp4) or a PNG grid of evenly spaced frames (OUT.png); or, with --rerun, show the "
+                            "episode in the Rerun viewer the way lerobot-dataset-visualize does (cameras, depth, "
+                            "state, actions, rewards on one timeline; --out OUT.rrd saves the recording instead, "
+                            "--connect URL sends it to a running viewer). --rerun --live shows the cell's live "
+                            "graph instead of a store, subscribing to its topics.")
+    parser.add_argument("path", nargs="?", help="store path (not with --live)")
     parser.add_argument("--episode", type=int, default=0, help="episode index (default: %(default)s; -1 is the last)")
-    parser.add_argument("--out", required=True, help="output file: .mp4 or .png")
+    parser.add_argument("--out", help="output file: .mp4, .png, or .rrd (a Rerun recording)")
+    parser.add_argument("--rerun", action="store_true", help="show it in Rerun (needs rerun-sdk: robolearn[rerun])")
+    parser.add_argument("--connect", metavar="URL", help="with --rerun: a running viewer, e.g. rerun+http://127.0.0.1:9876/proxy")
+    parser.add_argument("--live", action="store_true", help="with --rerun: the live graph of --cell, not a store")
+    parser.add_argument("--cell", default="configs/cells/sim_panda.yaml", help="with --live: the cell (default: %(default)s)")
+    add_overrides_flag(parser)
+    parser.add_argument("--duration-s", type=float, default=None,
+                        help="with --live: stop after this many seconds (default: until Ctrl-C)")
     add_json_flag(parser)
     parser.set_defaults(func=run_view)
 
@@ -217,14 +228,49 @@ def run_delete(args: argparse.Namespace) -> int:
 
 @_input_errors
 def run_view(args: argparse.Namespace) -> int:
-    from robolearn.store.view import view_episode
-
+    suffix = Path(args.out).suffix.lower() if args.out else ""
+    rerun = args.rerun or suffix == ".rrd"
+    if args.out and suffix not in (".mp4", ".png", ".rrd"):
+        raise ConfigError("--out", args.out, "write an .mp4 video, a .png grid or an .rrd Rerun recording")
+    if rerun and args.out and suffix != ".rrd":
+        raise ConfigError("--out", args.out, "with --rerun, --out saves a Rerun recording: name it .rrd")
+    if not rerun and not args.out:
+        raise ConfigError("--out", "", "name an OUT.mp4 or OUT.png, or view in Rerun with --rerun")
+    if args.live:
+        if not rerun or args.path:
+            raise ConfigError("--live", "", "shows the live graph in Rerun: use --rerun --live without a store path")
+        return _view_live(args)
+    if not args.path:
+        raise ConfigError("path", "", "name the store to view (or --rerun --live for the live graph)")
     store = _open(args.path)
     if not -store.n_episodes <= args.episode < store.n_episodes:
         raise ConfigError("--episode", str(args.episode), f"out of range: the store has {store.n_episodes} episodes")
-    if Path(args.out).suffix.lower() not in (".mp4", ".png"):
-        raise ConfigError("--out", args.out, "write an .mp4 video or a .png grid")
-    emit(view_episode(store, args.episode % store.n_episodes, args.out), args.json)
+    episode = args.episode % store.n_episodes
+    if rerun:
+        from robolearn.store.view_rerun import view_episode_rerun
+
+        emit(view_episode_rerun(store, episode, out=args.out, connect=args.connect), args.json)
+        return 0
+    from robolearn.store.view import view_episode
+
+    emit(view_episode(store, episode, args.out), args.json)
+    return 0
+
+
+def _view_live(args: argparse.Namespace) -> int:
+    from robolearn.cell import load_cell
+    from robolearn.ros import Node
+    from robolearn.ros.nodes.rerun_viewer import RerunViewerNode
+    from robolearn.ros.zenoh_backend import ZenohSettings
+    from robolearn.store.view_rerun import open_recording
+
+    cell = load_cell(args.cell, args.overrides)
+    recording = open_recording(f"{cell.name}/live", args.out, args.connect)
+    with Node("rerun_viewer", backend=cell.ros.backend, settings=ZenohSettings.from_cell(cell)) as node:
+        viewer = RerunViewerNode(node, cell, recording)
+        node.spin(timeout_s=args.duration_s)
+    recording.flush()
+    emit({"live": cell.name, "logged": viewer.logged, "out": args.out}, args.json)
     return 0
 
 
