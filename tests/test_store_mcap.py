@@ -153,3 +153,19 @@ def test_the_mcap_readers_decode_every_message(recording):
     assert [(topic, t) for topic, t, _ in rows] == [(topic, t) for topic, t, _ in seen]
     assert {name for _, _, name in seen} >= {"sensor_msgs/msg/CompressedImage", "tf2_msgs/msg/TFMessage",
                                              "robolearn_msgs/msg/TeleopCommand"}
+
+
+def test_the_export_imports_as_any_recording_into_the_same_episodes(recording, tmp_path):
+    """Read as a foreign recording (``--format rosbag2`` with ``configs/maps/robolearn_graph.yaml``,
+    what a ``ros2 bag record`` of the live graph imports with), the export splits back into the same
+    episodes on its EpisodeControl marks, with the same steps, stamps, state, action and success."""
+    from robolearn.store.convert_rosbag2 import import_rosbag2
+
+    store, bag = recording
+    copy = import_rosbag2([bag], "configs/maps/robolearn_graph.yaml", tmp_path / "back.zarr")
+    assert copy.n_episodes == store.n_episodes
+    np.testing.assert_array_equal(copy.episode_ends, store.episode_ends)
+    for key in ("stamp_ns", "state", "action", "object_state", "success", "depth_front"):
+        np.testing.assert_array_equal(copy.array(key)[:], store.array(key)[:], err_msg=key)
+    assert [m["success"] for m in copy.episode_metas()] == [m["success"] for m in store.episode_metas()]
+    assert copy.cameras["front"]["intrinsics"] == pytest.approx(store.cameras["front"]["intrinsics"])

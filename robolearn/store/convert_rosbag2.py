@@ -41,7 +41,7 @@ VECTOR_TYPES = {
     "geometry_msgs/msg/Twist": "Twist", "std_msgs/msg/Float32": "Float32", "std_msgs/msg/Float64": "Float64",
     "std_msgs/msg/Bool": "Bool", "std_msgs/msg/Int32": "Int32", "std_msgs/msg/Int64": "Int64",
     "std_msgs/msg/Float32MultiArray": "Float32MultiArray", "std_msgs/msg/Float64MultiArray": "Float64MultiArray",
-    messages.TELEOP_COMMAND: "TeleopCommand"}
+    messages.TELEOP_COMMAND: "TeleopCommand", messages.OBJECT_STATE: "ObjectState"}
 RGB_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
 

@@ -11,7 +11,8 @@ A store key is filled from one topic or the concatenation of several (``parts``)
   order; default every joint in message order), ``PoseStamped``/``Pose`` (x y z qw qx qy qz),
   ``WrenchStamped``/``Wrench`` (force xyz, torque xyz), ``TwistStamped``/``Twist`` (linear xyz,
   angular xyz), ``std_msgs`` ``Float32``/``Float64``/``Bool``/``Int*`` (one value),
-  ``Float32MultiArray``/``Float64MultiArray``, robolearn's ``TeleopCommand`` (its 7-d action);
+  ``Float32MultiArray``/``Float64MultiArray``, robolearn's ``TeleopCommand`` (its 7-d action) and
+  ``ObjectState``;
   each part's values become ``value * scale + offset``.
 """
 
