@@ -47,7 +47,8 @@ class EpisodeSplit:
     by: ``marker`` (a topic: ``std_msgs/Bool`` true starts and false ends an episode,
     ``std_msgs/String`` one of ``start_values`` / ``stop_values``, or robolearn's
     ``EpisodeControl`` START / STOP / DISCARD), ``gap`` (a new episode where the first stream of
-    ``streams`` has no message for ``gap_s`` seconds), or ``bag`` (each bag given is one episode)."""
+    ``streams`` logs no message for ``gap_s`` seconds; an episode spans that stream's log times), or
+    ``bag`` (each bag given is one episode, from the first time every stream has a message)."""
 
     by: Literal["marker", "gap", "bag"] = "bag"
     topic: str = ""

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from robolearn.errors import DependencyError
+from robolearn.errors import DependencyError, DeviceError
 from robolearn.store.codecs import kind_of
 from robolearn.store.store import DemoStore
 
@@ -39,7 +39,11 @@ def open_recording(name: str, out: str | Path | None = None, connect: str | None
     elif connect is not None:
         recording.connect_grpc(connect)
     else:
-        recording.spawn()
+        try:
+            recording.spawn()
+        except Exception as err:
+            raise DeviceError(f"cannot start the Rerun viewer here ({err}); save the recording with --out FILE.rrd "
+                              "and open it with `rerun FILE.rrd`, or send it to a viewer with --connect URL") from err
     return recording
 
 
