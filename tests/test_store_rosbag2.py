@@ -266,3 +266,15 @@ def test_a_bad_map_names_the_missing_topic_and_the_fix(bag, tmp_path, capsys):
     (tmp_path / "stale.yaml").write_text(stale)
     with pytest.raises(ValueError, match="no control tick had every stream within staleness_s = 0.001 s; the stalest"):
         import_rosbag2([bag], tmp_path / "stale.yaml", tmp_path / "s.zarr")
+
+
+def test_stale_steps_can_be_kept_and_flagged(bag, tmp_path):
+    topic_map = load_topic_map(MAP)
+    topic_map.on_stale = "flag"
+    store = import_rosbag2([bag], topic_map, tmp_path / "flagged.zarr")
+    second = store.episode(1)
+    kept, dropped = expected_ticks(*EPISODES_S[1])
+    assert len(second["stamp_ns"]) == len(kept) + len(dropped) and store.episode_meta(1)["gaps"] == []
+    flagged = ((second["stamp_ns"][second["stale"]] - T0) / S).tolist()
+    np.testing.assert_allclose(flagged, dropped, atol=1e-9)
+    assert not store.episode(0)["stale"].any()
