@@ -185,7 +185,8 @@ def _marker(msg: Any, split: Any) -> str | None:
         return "start" if msg.data else "stop"
     if msgtype == "std_msgs/msg/String":
         text = msg.data.strip().lower()
-        return "start" if text in split.start_values else "stop" if text in split.stop_values else None
+        starts, stops = {v.lower() for v in split.start_values}, {v.lower() for v in split.stop_values}
+        return "start" if text in starts else "stop" if text in stops else None
     if msgtype == messages.EPISODE_CONTROL:
         return {EPISODE.START: "start", EPISODE.STOP: "stop", EPISODE.DISCARD: "discard"}.get(msg.command)
     raise DataError(f"episode marker {split.topic} is {msgtype}; use std_msgs/Bool, std_msgs/String or "
