@@ -5,6 +5,7 @@ readers decode every message (as well as rosbags)."""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -75,12 +76,15 @@ def test_topics_are_the_live_graphs(recording):
         twin_node(node, load_cell("configs/cells/sim_panda.yaml", list(SMALL)), task="reach", episodes=1,
                   compressed_quality=90)
         live = {}
-        for token in node.backend_impl.graph():
-            parts = token.split("/")
-            if "MP" in parts:
-                topic, dds = parts[parts.index("MP") + 4], parts[parts.index("MP") + 5]
-                package, _, _, name = dds.split("::")
-                live["/" + topic.replace("%", "/").strip("/")] = f"{package}/msg/{name[:-1]}"
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and not set(bag_topics) - {topics.REWARD} <= set(live) | {
+                t for t in bag_topics if t.startswith(STORE_PREFIX)}:
+            for token in node.backend_impl.graph():  # a query may return before every token has come
+                parts = token.split("/")
+                if "MP" in parts:
+                    topic, dds = parts[parts.index("MP") + 4], parts[parts.index("MP") + 5]
+                    package, _, _, name = dds.split("::")
+                    live["/" + topic.replace("%", "/").strip("/")] = f"{package}/msg/{name[:-1]}"
     finally:
         node.close()
         router.close()
