@@ -8,6 +8,7 @@ teleop device a person drives, the twin runs in real time at the cell's control 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,31 @@ def camera_calibration(env: Any) -> dict[str, Any]:
     return cameras
 
 
+class RecordingClock:
+    """The store's one clock (``stamp_ns``, ns since the Unix epoch, what a ROS recorder's header
+    stamps are): each episode's env stamps (the twin's clock restarts at 0 every episode) are shifted
+    to start at the wall-clock time of the episode's reset, or one control period after the store's
+    last stamp when that is later (a twin running faster than real time), so stamps never go back
+    across episodes, runs included, and keep the env's spacing within an episode."""
+
+    def __init__(self, store: Any, period_ns: int):
+        self.period_ns = period_ns
+        self.last_ns = int(store.array("stamp_ns")[store.n_steps - 1]) if store.n_steps and "stamp_ns" in store.keys \
+            else None
+        self.offset_ns = 0
+
+    def start(self, env_stamp_ns: int) -> int:
+        """Begin an episode whose first env stamp is ``env_stamp_ns``; returns its store stamp."""
+        begin_ns = time.time_ns() if self.last_ns is None else max(time.time_ns(), self.last_ns + self.period_ns)
+        self.offset_ns = begin_ns - int(env_stamp_ns)
+        return self(env_stamp_ns)
+
+    def __call__(self, env_stamp_ns: int) -> int:
+        stamp_ns = int(env_stamp_ns) + self.offset_ns
+        self.last_ns = stamp_ns
+        return stamp_ns
+
+
 def collect(settings: CollectSettings) -> dict[str, Any]:
     """Record ``settings.episodes`` episodes; returns what ``robolearn collect --json`` prints
     (``episodes_committed``, ``episodes_discarded``, ``success_rate``, the store's size and keys).
@@ -99,6 +125,7 @@ def collect(settings: CollectSettings) -> dict[str, Any]:
     try:
         store = open_store(Path(settings.store), unwrapped.cell, camera_calibration(env), settings.jpeg_quality)
         recorder = EpisodeRecorder(store, streams, control_hz=unwrapped.cell.control_hz)
+        clock = RecordingClock(store, round(unwrapped.cell.control_dt_s * 1e9))
         recorder.check_store({k: (spaces[k].shape, spaces[k].dtype) for k in streams}, env.action_space.shape)
         teleop = make_teleop(settings.teleop, env, noise_scale=settings.noise, seed=settings.seed)
     except BaseException as err:
@@ -121,7 +148,7 @@ def collect(settings: CollectSettings) -> dict[str, Any]:
     def on_reset() -> None:
         if hasattr(teleop, "reset"):
             teleop.reset()
-        last["stamp_ns"] = unwrapped.arm.state().stamp_ns
+        last["stamp_ns"] = clock.start(unwrapped.arm.state().stamp_ns)
         recorder.start(task=task_name, source=source, operator=settings.operator, seed=last["seed"],
                        cell=unwrapped.cell.name)
 
@@ -133,7 +160,7 @@ def collect(settings: CollectSettings) -> dict[str, Any]:
         recorder.step(action, stamp_ns, reward=reward, success=success,
                       terminated=success and unwrapped.terminate_on_success,
                       intervention=bool(getattr(last.get("command"), "intervene", False)))
-        last["stamp_ns"] = info["stamp_ns"]
+        last["stamp_ns"] = clock(info["stamp_ns"])
 
     progress = tqdm(total=settings.episodes, desc=f"collect {settings.task} ({settings.teleop})", unit="ep",
                     disable=None if settings.progress else True)

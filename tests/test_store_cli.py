@@ -149,6 +149,28 @@ def test_data_export_and_import(collected, capsys, tmp_path):
         np.testing.assert_array_equal(DemoStore.open(back).array("state")[:], source.array("state")[:])
 
 
+def test_collect_stamps_every_episode_on_one_clock(collected, capsys):
+    """The twin's clock restarts at 0 every episode; the store's ``stamp_ns`` does not: one clock
+    (ns since the Unix epoch) across episodes and across collect runs appending to the store."""
+    import time
+
+    path, _, _ = collected
+    store = DemoStore.open(path)
+    stamps = store.array("stamp_ns")[:]
+    period_ns = 100_000_000
+    assert np.all(np.diff(stamps) > 0), "monotonic across episodes"
+    for i in range(store.n_episodes):
+        span = store.episode_slice(i)
+        assert np.all(np.diff(stamps[span]) == period_ns), "an episode keeps the control period"
+    assert abs(int(stamps[0]) - time.time_ns()) < 3600 * 10**9, "wall-clock time, not the twin's 0"
+    copy = path.parent / "appended.zarr"
+    copy_episodes(store, copy, range(store.n_episodes))
+    before = int(DemoStore.open(copy).array("stamp_ns")[-1])
+    code, _, _ = run(["collect", "--task", "reach", "--episodes", "1", "--store", str(copy), "--json", *SMALL], capsys)
+    assert code == 0
+    assert int(DemoStore.open(copy).array("stamp_ns")[store.n_steps]) >= before + period_ns
+
+
 def test_collect_refuses_a_store_with_other_keys(collected, capsys, tmp_path):
     path, _, _ = collected
     code, _, err = run(["collect", "--task", "reach", "--episodes", "1", "--store", str(path), "--no-cameras"], capsys)
@@ -178,13 +200,17 @@ def test_collect_into_an_existing_empty_directory(capsys, tmp_path):
     (["data", "episodes", "{tmp}"], "is not a robolearn store"),
     (["data", "resize", "{store}", "--size", "96", "--out", "{tmp}/r.zarr"], "expected HxW"),
     (["data", "resize", "{store}", "--size", "8x8", "--out", "{store}"], "already exists"),
-    (["data", "view", "{store}", "--out", "{tmp}/e.gif"], "write an .mp4 video or a .png grid"),
+    (["data", "view", "{store}", "--out", "{tmp}/e.gif"], "write an .mp4 video, a .png grid or an .rrd Rerun recording"),
     (["data", "view", "{store}", "--episode", "5", "--out", "{tmp}/e.png"], "out of range"),
     (["data", "delete", "{store}", "7", "--yes"], "out of range"),
     (["data", "delete", "{store}", "x"], "expected an index"),
     (["data", "import", "{tmp}/nothing", "--format", "mcap", "--out", "{tmp}/i.zarr"], "no such file"),
     (["data", "import", "{tmp}", "--format", "mcap", "--out", "{tmp}/i.zarr"], "not a rosbag2 bag directory"),
     (["data", "import", "{tmp}", "--format", "lerobot", "--out", "{tmp}/i.zarr"], "not a LeRobotDataset"),
+    (["data", "import", "{tmp}", "--format", "rosbag2", "--out", "{tmp}/i.zarr"], "needs a topic map"),
+    (["data", "view", "{store}"], "or view in Rerun with --rerun"),
+    (["data", "view", "{store}", "--rerun", "--out", "{tmp}/e.mp4"], "name it .rrd"),
+    (["data", "view", "{store}", "--rerun", "--live"], "without a store path"),
 ])
 def test_bad_input_gives_one_clear_line(collected, capsys, tmp_path, args, message):
     path, _, _ = collected

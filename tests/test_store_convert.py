@@ -12,8 +12,11 @@ import pytest
 from robolearn.store import DemoStore
 from robolearn.store.convert_lerobot import export_lerobot, import_lerobot
 from robolearn.store.convert_mcap import export_mcap, import_mcap
+from robolearn.store.store import copy_episodes
 
 H, W = 32, 48
+T0_NS = 1_780_000_000_000_000_000
+"""The recording's clock (ns since the Unix epoch): episode e starts 2 s after episode e − 1 did."""
 CELL = {"name": "test_cell", "control_hz": 10.0, "robot": {"model": "panda"},
         "cameras": [{"name": "front", "width_px": W, "height_px": H, "fov_y_deg": 45.0, "depth": True},
                     {"name": "wrist", "width_px": W, "height_px": H, "fov_y_deg": 70.0}]}
@@ -27,9 +30,9 @@ def smooth_frames(n: int, seed: int) -> np.ndarray:
     return frames
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    store = DemoStore.create(tmp_path_factory.mktemp("src") / "s.zarr", cell_config=CELL, jpeg_quality=92)
+def make_store(path) -> DemoStore:
+    """Two episodes of every kind of key a store holds (RGB, depth, state, flags, stamps, an extra int key)."""
+    store = DemoStore.create(path, cell_config=CELL, jpeg_quality=92)
     rng = np.random.default_rng(0)
     for e, n in enumerate((6, 4)):
         store.append_episode({
@@ -38,7 +41,7 @@ def source(tmp_path_factory):
             "state": rng.normal(size=(n, 15)).astype(np.float32), "object_state": rng.normal(size=(n, 10)).astype(np.float32),
             "action": rng.uniform(-1, 1, (n, 7)).astype(np.float32), "reward": rng.uniform(size=n).astype(np.float32),
             "success": np.arange(n) == n - 1, "terminated": np.arange(n) == n - 1, "intervention": rng.uniform(size=n) < 0.3,
-            "stamp_ns": (np.arange(n) * 100_000_000 + 10**18).astype(np.int64),
+            "stamp_ns": (T0_NS + (20 * e + np.arange(n)) * 100_000_000).astype(np.int64),
             "contact_count": rng.integers(0, 5, (n, 2)).astype(np.int32),
         }, {"task": ["pick the cube", "push the cube"][e], "source": ["teleop", "online"][e], "success": bool(e),
             "operator": "ana", "duration_s": 0.6 + e, "frames": {"rgb_front": {"missing": e}}})
@@ -46,7 +49,12 @@ def source(tmp_path_factory):
     return store
 
 
-def assert_same_store(copy: DemoStore, source: DemoStore, rgb_exact: bool) -> None:
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("src") / "s.zarr")
+
+
+def assert_same_store(copy: DemoStore, source: DemoStore, rgb_exact: bool, depth_atol_m: float = 0.0) -> None:
     assert copy.keys == source.keys
     np.testing.assert_array_equal(copy.episode_ends, source.episode_ends)
     assert copy.episode_metas() == source.episode_metas()
@@ -59,6 +67,8 @@ def assert_same_store(copy: DemoStore, source: DemoStore, rgb_exact: bool) -> No
             error = np.abs(a.astype(np.int16) - b)
             psnr_db = 10 * np.log10(255.0**2 / np.mean(error.astype(np.float64) ** 2))
             assert error.mean() < 2.5 and psnr_db > 35.0, f"{key}: mean error {error.mean():.2f}, {psnr_db:.1f} dB"
+        elif key.startswith("depth_"):
+            np.testing.assert_allclose(a, b, rtol=0, atol=depth_atol_m, err_msg=key)
         else:
             np.testing.assert_array_equal(a, b, err_msg=key)
 
@@ -66,14 +76,14 @@ def assert_same_store(copy: DemoStore, source: DemoStore, rgb_exact: bool) -> No
 def test_lerobot_v3_round_trip(source, tmp_path):
     root = tmp_path / "lerobot"
     result = export_lerobot(source, root)
-    assert result == {"path": str(root), "episodes": 2, "frames": 10, "videos": 2, "fps": 10.0}
+    assert result == {"path": str(root), "episodes": 2, "frames": 10, "videos": 3, "fps": 10, "depth": "video"}
     info = json.loads((root / "meta" / "info.json").read_text())
-    assert info["codebase_version"] == "v3.0" and info["fps"] == 10.0 and info["total_episodes"] == 2
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 10 and info["total_episodes"] == 2
     assert info["robot_type"] == "panda" and info["total_tasks"] == 2
     features = info["features"]
     assert features["observation.images.front"]["dtype"] == "video"
     assert features["observation.images.front"]["shape"] == [H, W, 3]
-    assert features["observation.state"] == {"dtype": "float32", "shape": [15], "names": None}
+    assert features["observation.state"]["shape"] == [15] and len(features["observation.state"]["names"]) == 15
     assert features["observation.environment_state"]["shape"] == [10]
     assert features["next.reward"]["dtype"] == "float32" and features["next.done"]["dtype"] == "bool"
     frames = pq.read_table(root / "data" / "chunk-000" / "file-000.parquet").to_pydict()
@@ -93,7 +103,7 @@ def test_lerobot_v3_round_trip(source, tmp_path):
     assert np.array(stats["observation.images.front"]["mean"]).shape == (3, 1, 1)
 
     copy = import_lerobot(root, tmp_path / "back.zarr")
-    assert_same_store(copy, source, rgb_exact=False)
+    assert_same_store(copy, source, rgb_exact=False, depth_atol_m=0.0011)
     with pytest.raises(FileExistsError, match="not empty"):
         export_lerobot(source, root)
 
@@ -103,23 +113,38 @@ def test_mcap_round_trip_is_lossless(source, tmp_path):
 
     bag = tmp_path / "bag"
     result = export_mcap(source, bag)
-    assert result["episodes"] == 2 and result["steps"] == 10
+    assert result["episodes"] == 2 and result["steps"] == 10 and result["clock"] == "stamp_ns"
     with Reader(bag) as reader:
         topics = {c.topic: c.msgtype for c in reader.connections}
         assert reader.message_count == result["messages"]
-    assert topics["/rgb_front/compressed"] == "sensor_msgs/msg/CompressedImage"
-    assert topics["/depth_front"] == "sensor_msgs/msg/Image"
-    assert topics["/joint_states"] == "sensor_msgs/msg/JointState"
-    assert topics["/robolearn/state"] == "std_msgs/msg/Float32MultiArray"
-    assert topics["/robolearn/contact_count"] == "std_msgs/msg/Int64MultiArray"
+    assert topics["/robolearn/camera/front/image/compressed"] == "sensor_msgs/msg/CompressedImage"
+    assert topics["/robolearn/camera/front/depth"] == "sensor_msgs/msg/Image"
+    assert topics["/robolearn/camera/wrist/camera_info"] == "sensor_msgs/msg/CameraInfo"
+    assert topics["/robolearn/arm/joint_states"] == "sensor_msgs/msg/JointState"
+    assert topics["/robolearn/teleop"] == "robolearn_msgs/msg/TeleopCommand"
+    assert topics["/robolearn/store/contact_count"] == "std_msgs/msg/Int64MultiArray"
+    assert topics["/robolearn/store/terminated"] == "std_msgs/msg/UInt8MultiArray"
     assert list(bag.glob("*.mcap"))
 
     copy = import_mcap(bag, tmp_path / "back.zarr")
     assert_same_store(copy, source, rgb_exact=True)
     assert [copy.encoded_frame("rgb_wrist", t) for t in range(10)] == \
         [source.encoded_frame("rgb_wrist", t) for t in range(10)], "the JPEG files travel unchanged"
+    bare = import_mcap(next(bag.glob("*.mcap")), tmp_path / "bare.zarr")
+    assert_same_store(bare, source, rgb_exact=True)
     with pytest.raises(FileExistsError, match="rosbag2 writes a new directory"):
         export_mcap(source, bag)
+
+
+def test_mcap_export_of_a_store_without_one_clock_rebuilds_it(source, tmp_path):
+    """Stamps restarting every episode (stores recorded before robolearn kept one clock) are logged on
+    a clock rebuilt from them and still come back as they were."""
+    old = copy_episodes(source, tmp_path / "old.zarr", range(source.n_episodes))
+    old.write_block("stamp_ns", 0, np.concatenate([np.arange(6), np.arange(4)]).astype(np.int64) * 100_000_000)
+    result = export_mcap(old, tmp_path / "bag")
+    assert result["clock"].startswith("rebuilt")
+    copy = import_mcap(tmp_path / "bag", tmp_path / "back.zarr")
+    np.testing.assert_array_equal(copy.array("stamp_ns")[:], old.array("stamp_ns")[:])
 
 
 def test_bad_inputs_name_the_problem(source, tmp_path):
@@ -147,7 +172,7 @@ def test_bad_inputs_name_the_problem(source, tmp_path):
         connection = writer.add_connection("/chatter", "std_msgs/msg/String", typestore=typestore)
         writer.write(connection, 1, typestore.serialize_cdr(typestore.types["std_msgs/msg/String"](data="hi"),
                                                             "std_msgs/msg/String"))
-    with pytest.raises(ValueError, match="not written by `robolearn data export`"):
+    with pytest.raises(ValueError, match="--format rosbag2 BAG --map MAP.yaml"):
         import_mcap(other, tmp_path / "e.zarr")
     assert not (tmp_path / "e.zarr").exists()
 
@@ -159,11 +184,12 @@ def test_bad_inputs_name_the_problem(source, tmp_path):
 
 
 def test_lerobot_dataset_without_robolearn_extras_imports(source, tmp_path):
-    """What LeRobot itself writes: no ``robolearn`` block in info.json, no ``robolearn_meta`` column."""
+    """What LeRobot itself writes: no ``robolearn`` block in a feature's info, no ``robolearn_meta`` column."""
     root = tmp_path / "lerobot"
     export_lerobot(source, root)
     info = json.loads((root / "meta" / "info.json").read_text())
-    del info["robolearn"]
+    for spec in info["features"].values():
+        (spec.get("info") or {}).pop("robolearn", None)
     (root / "meta" / "info.json").write_text(json.dumps(info))
     episodes_path = root / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
     pq.write_table(pq.read_table(episodes_path).drop(["robolearn_meta"]), episodes_path)
@@ -181,7 +207,7 @@ def test_lerobot_export_rolls_over_data_and_video_files_and_chunks(source, tmp_p
     """Files take whole episodes up to their size limit, then the next file (here: one episode per
     file, one file per chunk), as LeRobot's own writer does."""
     root = tmp_path / "lerobot"
-    export_lerobot(source, root, chunks_size=1, data_file_mb=0, video_file_mb=0)
+    export_lerobot(source, root, chunks_size=1, data_file_mb=1e-6, video_file_mb=1e-6)
     episodes = pq.read_table(root / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pydict()
     assert episodes["data/chunk_index"] == [0, 1] and episodes["data/file_index"] == [0, 0]
     assert episodes["videos/observation.images.front/chunk_index"] == [0, 1]
@@ -191,8 +217,10 @@ def test_lerobot_export_rolls_over_data_and_video_files_and_chunks(source, tmp_p
     assert second["episode_index"] == [1] * 4 and second["index"] == [6, 7, 8, 9]
     assert (root / "videos" / "observation.images.wrist" / "chunk-001" / "file-000.mp4").exists()
     info = json.loads((root / "meta" / "info.json").read_text())
-    assert (info["chunks_size"], info["data_files_size_in_mb"], info["video_files_size_in_mb"]) == (1, 0, 0)
-    assert_same_store(import_lerobot(root, tmp_path / "back.zarr"), source, rgb_exact=False)
+    assert (info["chunks_size"], info["data_files_size_in_mb"], info["video_files_size_in_mb"]) == (1, 1e-6, 1e-6)
+    with pytest.raises(ValueError, match="must be positive"):
+        export_lerobot(source, tmp_path / "zero", data_file_mb=0)
+    assert_same_store(import_lerobot(root, tmp_path / "back.zarr"), source, rgb_exact=False, depth_atol_m=0.0011)
 
 
 def test_lerobot_import_decodes_video_episode_by_episode(source, tmp_path, monkeypatch):
@@ -218,4 +246,4 @@ def test_lerobot_import_decodes_video_episode_by_episode(source, tmp_path, monke
     monkeypatch.setattr(av, "open", lambda *args, **kwargs: CountingContainer(real_open(*args, **kwargs)))
     seen: list[tuple[int, int]] = []
     import_lerobot(root, tmp_path / "back.zarr", progress=lambda done: seen.append((done, len(decoded))))
-    assert seen == [(1, 2 * 6), (2, 2 * 10)], "each episode decodes only its own frames (2 cameras)"
+    assert seen == [(1, 3 * 6), (2, 3 * 10)], "each episode decodes only its own frames (2 cameras, 1 depth)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import shutil
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,10 +14,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from robolearn.cli.common import add_json_flag, emit
+from robolearn.cli.common import add_json_flag, add_overrides_flag, emit
 from robolearn.config import ConfigError
 
-FORMATS = ("lerobot", "mcap")
+EXPORT_FORMATS = ("lerobot", "mcap")
+IMPORT_FORMATS = ("lerobot", "mcap", "rosbag2")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,29 +49,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_json_flag(parser)
     parser.set_defaults(func=run_delete)
 
-    parser = sub.add_parser("view", help="write an episode as an mp4 video or a PNG grid",
+    parser = sub.add_parser("view", help="show an episode (mp4, PNG grid, or Rerun), or the live graph in Rerun",
                             description="Write every camera stream of one episode side by side, as an mp4 video "
-                            "(OUT.mp4) or a PNG grid of evenly spaced frames (OUT.png).")
-    parser.add_argument("path", help="store path")
+                            "(OUT.mp4) or a PNG grid of evenly spaced frames (OUT.png); or, with --rerun, show the "
+                            "episode in the Rerun viewer the way lerobot-dataset-visualize does (cameras, depth, "
+                            "state, actions, rewards on one timeline; --out OUT.rrd saves the recording instead, "
+                            "--connect URL sends it to a running viewer). --rerun --live shows the cell's live "
+                            "graph instead of a store, subscribing to its topics.")
+    parser.add_argument("path", nargs="?", help="store path (not with --live)")
     parser.add_argument("--episode", type=int, default=0, help="episode index (default: %(default)s; -1 is the last)")
-    parser.add_argument("--out", required=True, help="output file: .mp4 or .png")
+    parser.add_argument("--out", help="output file: .mp4, .png, or .rrd (a Rerun recording)")
+    parser.add_argument("--rerun", action="store_true", help="show it in Rerun (needs rerun-sdk: robolearn[rerun])")
+    parser.add_argument("--connect", metavar="URL", help="with --rerun: a running viewer, e.g. rerun+http://127.0.0.1:9876/proxy")
+    parser.add_argument("--live", action="store_true", help="with --rerun: the live graph of --cell, not a store")
+    parser.add_argument("--cell", default="configs/cells/sim_panda.yaml", help="with --live: the cell (default: %(default)s)")
+    add_overrides_flag(parser)
+    parser.add_argument("--duration-s", type=float, default=None,
+                        help="with --live: stop after this many seconds (default: until Ctrl-C)")
     add_json_flag(parser)
     parser.set_defaults(func=run_view)
 
     parser = sub.add_parser("export", help="export to a LeRobotDataset v3 directory or a rosbag2 MCAP bag",
-                            description="Export every episode to the LeRobotDataset v3.0 layout (parquet + mp4 + "
-                            "meta/info.json) or to a rosbag2 MCAP bag (standard ROS 2 message types).")
+                            description="Export every episode to the LeRobotDataset v3.0 layout as LeRobot 0.6's own "
+                            "writer lays it out (parquet + AV1 mp4 + depth videos + meta/info.json and stats; "
+                            "LeRobot's resume, merge and delete work on it), or to a rosbag2 MCAP bag that plays like "
+                            "a recording of the live graph (the store's stamps as log and header times, the live "
+                            "topic names, CameraInfo, /tf, episodes marked on /robolearn/episode).")
     parser.add_argument("path", help="store path")
-    parser.add_argument("--format", choices=FORMATS, required=True, help="lerobot or mcap")
+    parser.add_argument("--format", choices=EXPORT_FORMATS, required=True, help="lerobot or mcap")
     parser.add_argument("--out", required=True, help="new output directory")
+    parser.add_argument("--no-depth", action="store_true",
+                        help="lerobot: leave the depth_* streams out (default: LeRobot depth videos, is_depth_map)")
     add_json_flag(parser)
     parser.set_defaults(func=run_export)
 
-    parser = sub.add_parser("import", help="import a LeRobotDataset v3 directory or a rosbag2 MCAP bag into a new store",
-                            description="Create a new store from a LeRobotDataset v3.0 directory or an MCAP bag "
-                            "written by `robolearn data export`.")
-    parser.add_argument("source", help="LeRobot dataset directory or rosbag2 directory")
-    parser.add_argument("--format", choices=FORMATS, required=True, help="lerobot or mcap")
+    parser = sub.add_parser("import", help="import a LeRobotDataset, a robolearn MCAP export or any rosbag2 recording",
+                            description="Create a new store from a LeRobotDataset v3.0 directory (lerobot), a bag "
+                            "written by `robolearn data export --format mcap` (mcap), or any ROS 2 recording (rosbag2: "
+                            "bag directories, MCAP or sqlite3, or bare .mcap/.db3 files, with --map naming which "
+                            "topic fills which store key; every stream is resampled onto the map's control rate, "
+                            "see configs/maps/franka_realsense.yaml).")
+    parser.add_argument("source", nargs="+", help="the dataset or bag; rosbag2: one or more recordings (with "
+                        "episodes.by: bag, each is one episode)")
+    parser.add_argument("--format", choices=IMPORT_FORMATS, required=True, help="lerobot, mcap or rosbag2")
+    parser.add_argument("--map", help="rosbag2: the topic map YAML (required for rosbag2)")
     parser.add_argument("--out", required=True, help="new store path")
     add_json_flag(parser)
     parser.set_defaults(func=run_import)
@@ -206,14 +229,49 @@ def run_delete(args: argparse.Namespace) -> int:
 
 @_input_errors
 def run_view(args: argparse.Namespace) -> int:
-    from robolearn.store.view import view_episode
-
+    suffix = Path(args.out).suffix.lower() if args.out else ""
+    rerun = args.rerun or suffix == ".rrd"
+    if args.out and suffix not in (".mp4", ".png", ".rrd"):
+        raise ConfigError("--out", args.out, "write an .mp4 video, a .png grid or an .rrd Rerun recording")
+    if rerun and args.out and suffix != ".rrd":
+        raise ConfigError("--out", args.out, "with --rerun, --out saves a Rerun recording: name it .rrd")
+    if not rerun and not args.out:
+        raise ConfigError("--out", "", "name an OUT.mp4 or OUT.png, or view in Rerun with --rerun")
+    if args.live:
+        if not rerun or args.path:
+            raise ConfigError("--live", "", "shows the live graph in Rerun: use --rerun --live without a store path")
+        return _view_live(args)
+    if not args.path:
+        raise ConfigError("path", "", "name the store to view (or --rerun --live for the live graph)")
     store = _open(args.path)
     if not -store.n_episodes <= args.episode < store.n_episodes:
         raise ConfigError("--episode", str(args.episode), f"out of range: the store has {store.n_episodes} episodes")
-    if Path(args.out).suffix.lower() not in (".mp4", ".png"):
-        raise ConfigError("--out", args.out, "write an .mp4 video or a .png grid")
-    emit(view_episode(store, args.episode % store.n_episodes, args.out), args.json)
+    episode = args.episode % store.n_episodes
+    if rerun:
+        from robolearn.store.view_rerun import view_episode_rerun
+
+        emit(view_episode_rerun(store, episode, out=args.out, connect=args.connect), args.json)
+        return 0
+    from robolearn.store.view import view_episode
+
+    emit(view_episode(store, episode, args.out), args.json)
+    return 0
+
+
+def _view_live(args: argparse.Namespace) -> int:
+    from robolearn.cell import load_cell
+    from robolearn.ros import Node
+    from robolearn.ros.nodes.rerun_viewer import RerunViewerNode
+    from robolearn.ros.zenoh_backend import ZenohSettings
+    from robolearn.store.view_rerun import open_recording
+
+    cell = load_cell(args.cell, args.overrides)
+    recording = open_recording(f"{cell.name}/live", args.out, args.connect)
+    with Node("rerun_viewer", backend=cell.ros.backend, settings=ZenohSettings.from_cell(cell)) as node:
+        viewer = RerunViewerNode(node, cell, recording)
+        node.spin(timeout_s=args.duration_s)
+    recording.flush()
+    emit({"live": cell.name, "logged": viewer.logged, "out": args.out}, args.json)
     return 0
 
 
@@ -239,7 +297,7 @@ def run_export(args: argparse.Namespace) -> int:
 
             bar, update = _progress(store.n_episodes, "export lerobot")
             with bar:
-                result = export_lerobot(store, args.out, progress=update)
+                result = export_lerobot(store, args.out, depth=not args.no_depth, progress=update)
         else:
             from robolearn.store.convert_mcap import export_mcap
 
@@ -252,21 +310,38 @@ def run_export(args: argparse.Namespace) -> int:
 
 @_input_errors
 def run_import(args: argparse.Namespace) -> int:
-    if not Path(args.source).exists():
-        raise ConfigError("source", args.source, "no such file or directory")
+    for source in args.source:
+        if not Path(source).exists():
+            raise ConfigError("source", source, "no such file or directory")
+    if args.format == "rosbag2" and not args.map:
+        raise ConfigError("--map", "", "--format rosbag2 needs a topic map (see configs/maps/franka_realsense.yaml)")
+    if args.format != "rosbag2" and (len(args.source) > 1 or args.map):
+        raise ConfigError("source", " ".join(args.source), f"--format {args.format} imports one source and no --map")
     with _new_output(args.out):
         bar, update = _progress(None, f"import {args.format}")
         with bar:
             if args.format == "lerobot":
                 from robolearn.store.convert_lerobot import import_lerobot
 
-                store = import_lerobot(args.source, args.out, progress=update)
-            else:
+                store = import_lerobot(args.source[0], args.out, progress=update)
+            elif args.format == "mcap":
                 from robolearn.store.convert_mcap import import_mcap
 
-                store = import_mcap(args.source, args.out, progress=update)
-    emit({"format": args.format, "source": args.source, "path": str(store.path), "n_episodes": store.n_episodes,
-          "n_steps": store.n_steps, "keys": store.keys}, args.json)
+                store = import_mcap(args.source[0], args.out, progress=update)
+            else:
+                from robolearn.store.convert_rosbag2 import import_rosbag2
+
+                store = import_rosbag2(args.source, args.map, args.out, progress=update)
+    metas = store.episode_metas()
+    unmarked = [i for i, m in enumerate(metas) if m.get("success_marked") is False]
+    result = {"format": args.format, "source": args.source if len(args.source) > 1 else args.source[0],
+              "path": str(store.path), "n_episodes": store.n_episodes, "n_steps": store.n_steps, "keys": store.keys,
+              "steps_dropped": sum(int(m.get("steps_dropped", 0)) for m in metas), "episodes_without_success_mark": unmarked}
+    if unmarked:
+        print(f"note: {len(unmarked)} of {store.n_episodes} episodes have no success mark (the source records none) and "
+              "are stored with success: false, success_marked: false; `robolearn train --algo bc` takes them with "
+              "--set successful_only=false", file=sys.stderr)
+    emit(result, args.json)
     return 0
 
 

@@ -132,19 +132,27 @@ def store_buffer(store_path: str, task: str | None, keys: list[str] | None, gamm
     action_dim = int(store.episode(0, ["action"])["action"].shape[1])
     buffer = ReplayBuffer(spaces, action_dim, max(store.n_steps + extra_capacity, 1), chunk=chunk, seed=seed)
     read_keys = [*keys, *(k for k in EPISODE_KEYS if k in store.keys)]
+    unmarked = 0
     for i, meta in enumerate(store.episode_metas()):
         if (task is not None and meta.get("task") not in (None, task)) or meta.get("source") in exclude_sources:
             continue
         if successful_only and not meta.get("success"):
+            unmarked += meta.get("success_marked") is False
             continue
         try:
             buffer.add_episode(store.episode(i, read_keys), gamma, r_neg=r_neg)
         except BadTransitionError as err:
             raise StoreDataError(f"store {store_path}, episode {i}, {err}; fix the recording, or delete the episode "
                                  f"(robolearn data delete {store_path} {i} --yes)") from err
+    why_unmarked = (f"{unmarked} of its episodes have no success mark (imported from a recording without one, such as "
+                    "a LeRobot dataset without next.success), and successful_only keeps marked successes only; train "
+                    "on them too with --set successful_only=false")
     if len(buffer) == 0:
         raise StoreDataError(f"store {store_path} has no usable transitions for task {task!r}"
-                             + (" among its successful episodes" if successful_only else ""))
+                             + (" among its successful episodes" if successful_only else "")
+                             + (f": {why_unmarked}" if unmarked else ""))
+    if unmarked:
+        print(f"robolearn: store {store_path}: {why_unmarked}", file=sys.stderr)
     return buffer, {k: tuple(s) for k, (s, _) in spaces.items()}, action_dim
 
 

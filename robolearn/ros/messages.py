@@ -248,6 +248,23 @@ def pose_msg(pos_m: np.ndarray, quat_wxyz: np.ndarray, stamp_ns_: int, frame_id:
     return msg_class(POSE_STAMPED)(header=header(stamp_ns_, frame_id), pose=pose)
 
 
+TF_MESSAGE = "tf2_msgs/msg/TFMessage"
+EE_FRAME = "tcp"
+"""The child frame of the end-effector transform the arm node broadcasts on ``/tf`` (parent ``world``)."""
+
+
+def tf_msg(pos_m: np.ndarray, quat_wxyz: np.ndarray, stamp_ns_: int, parent: str = "world", child: str = EE_FRAME) -> Any:
+    """``tf2_msgs/TFMessage`` with the one transform ``parent`` → ``child`` (position, quaternion wxyz)."""
+    store = typestore()
+    w, x, y, z = (float(v) for v in quat_wxyz)
+    transform = store.types["geometry_msgs/msg/Transform"](
+        translation=store.types["geometry_msgs/msg/Vector3"](*map(float, pos_m)),
+        rotation=store.types["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w))
+    stamped = store.types["geometry_msgs/msg/TransformStamped"](header=header(stamp_ns_, parent), child_frame_id=child,
+                                                                  transform=transform)
+    return msg_class(TF_MESSAGE)(transforms=[stamped])
+
+
 def teleop_msg(command: TeleopCommand, stamp_ns_: int) -> Any:
     return msg_class(TELEOP_COMMAND)(
         header=header(stamp_ns_), ee_delta=np.asarray(command.ee_delta, dtype=np.float64),

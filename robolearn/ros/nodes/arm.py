@@ -70,6 +70,7 @@ class ArmNode:
         self._recover_error = ""
         self.joints_pub = node.create_publisher(messages.JOINT_STATE, topics.JOINT_STATES)
         self.pose_pub = node.create_publisher(messages.POSE_STAMPED, topics.EE_POSE)
+        self.tf_pub = node.create_publisher(messages.TF_MESSAGE, topics.TF, depth=100)
         self.violation_pub = node.create_publisher(messages.SAFETY_VIOLATION, topics.VIOLATIONS, depth=100)
         self.applied_pub = node.create_publisher(messages.EE_DELTA_COMMAND, topics.ARM_APPLIED)
         self.joint_applied_pub = node.create_publisher(messages.JOINT_STATE, topics.ARM_JOINT_APPLIED)
@@ -183,7 +184,7 @@ class ArmNode:
         self.publish_violation(Violation(REFLEX, f"recovered from: {fault}; holding the current pose, commands accepted again"))
 
     def publish_state(self, stamp_ns: int) -> None:
-        """Joint states and end-effector pose, stamped ``stamp_ns`` (ROS system time); nothing when
+        """Joint states, end-effector pose and its ``/tf`` transform, stamped ``stamp_ns`` (ROS system time); nothing when
         the arm cannot be read (a fault, handled as in ``apply_command``)."""
         try:
             state = self.arm.state()
@@ -194,6 +195,7 @@ class ArmNode:
         state.stamp_ns = stamp_ns
         self.joints_pub.publish(messages.joint_state_msg(state, self.joint_names))
         self.pose_pub.publish(messages.pose_msg(state.ee_pos_m, state.ee_quat_wxyz, stamp_ns))
+        self.tf_pub.publish(messages.tf_msg(state.ee_pos_m, state.ee_quat_wxyz, stamp_ns))
 
 
 def default_joint_names(cell: CellConfig, n_joints: int) -> list[str]:

@@ -15,6 +15,8 @@ EPISODE_CONTROL = "/robolearn/episode"
 OBJECT_STATE = "/robolearn/twin/object_state"
 """``robolearn_msgs/ObjectState``: the twin's privileged object state, stamped like the arm state."""
 REWARD = "/robolearn/reward"
+TF = "/tf"
+"""``tf2_msgs/TFMessage``: the arm node's ``world`` → ``tcp`` transform each tick (rviz, tf2)."""
 
 
 def camera_image(name: str) -> str:
