@@ -16,6 +16,7 @@ Command-line overrides use the same paths: ``--set arm.ip=10.0.0.2 --set cameras
 from __future__ import annotations
 
 import dataclasses
+import threading
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -55,6 +56,7 @@ class ChoiceRegistry:
         self.kind = kind
         self._choices: dict[str, type] = {}
         self._loaders: list[str] = []
+        self._loading = threading.RLock()  # two threads loading configs at once both see every choice
 
     def add(self, name: str, cls: type) -> None:
         if name in self._choices and self._choices[name] is not cls:
@@ -68,8 +70,10 @@ class ChoiceRegistry:
     def _load_all(self) -> None:
         import importlib
 
-        while self._loaders:
-            importlib.import_module(self._loaders.pop(0))
+        with self._loading:
+            while self._loaders:
+                importlib.import_module(self._loaders[0])
+                self._loaders.pop(0)
 
     def names(self) -> list[str]:
         self._load_all()

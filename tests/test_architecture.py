@@ -72,7 +72,7 @@ def test_ros_imports_nothing_above_it(upper):
     ("robolearn.reward", "robolearn.ros"), ("robolearn.reward", "robolearn.learn"),
     ("robolearn.learn", "robolearn.evaluate"), ("robolearn.learn", "robolearn.deploy"),
     ("robolearn.learn", "robolearn.loop"), ("robolearn.evaluate", "robolearn.deploy"),
-    ("robolearn.evaluate", "robolearn.loop"), ("robolearn.store", "robolearn.learn"),
+    ("robolearn.evaluate", "robolearn.loop"), ("robolearn.store", "robolearn.learn"), ("robolearn.store", "robolearn.ros"),
     ("robolearn.sim", "robolearn.learn"), ("robolearn.drivers", "robolearn.env"),
 ])
 def test_no_upward_import(lower, upper):

@@ -133,3 +133,24 @@ def test_a_wheel_ships_the_configs_and_message_files(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(tmp_path / "site")}).stdout.splitlines()
     site = tmp_path / "site" / "robolearn"
     assert out == [str(site / "__init__.py"), str(site / "configs" / "algos" / "bc.yaml"), "sim_panda", "3"]
+
+
+def test_cells_load_in_several_threads_at_once():
+    """The choice registries load their modules on first use; threads doing that at once all see every
+    choice (a live viewer thread and the main thread both loading a cell)."""
+    import subprocess
+    import sys
+
+    code = ("import threading\n"
+            "from robolearn.cell import load_cell\n"
+            "errors = []\n"
+            "def load():\n"
+            "    try:\n"
+            "        load_cell('configs/cells/sim_panda.yaml')\n"
+            "    except Exception as err:\n"
+            "        errors.append(repr(err))\n"
+            "threads = [threading.Thread(target=load) for _ in range(8)]\n"
+            "[t.start() for t in threads]; [t.join() for t in threads]\n"
+            "print(errors)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

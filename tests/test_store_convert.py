@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from robolearn.ros.bag_store import export_mcap, import_mcap
 from robolearn.store import DemoStore
 from robolearn.store.convert_lerobot import export_lerobot, import_lerobot
-from robolearn.store.convert_mcap import export_mcap, import_mcap
 from robolearn.store.store import copy_episodes
 
 H, W = 32, 48

@@ -15,9 +15,9 @@ import yaml
 from robolearn.cell import load_cell
 from robolearn.collect import CollectSettings, collect
 from robolearn.ros import messages
+from robolearn.ros.bag_store import STORE_PREFIX, export_mcap
 from robolearn.ros.nodes import topics
 from robolearn.store import DemoStore
-from robolearn.store.convert_mcap import STORE_PREFIX, export_mcap
 
 SMALL = ("cameras.0.width_px=32", "cameras.0.height_px=24", "cameras.1.width_px=32", "cameras.1.height_px=24")
 EPISODE = messages.msg_class(messages.EPISODE_CONTROL)
@@ -163,7 +163,7 @@ def test_the_export_imports_as_any_recording_into_the_same_episodes(recording, t
     """Read as a foreign recording (``--format rosbag2`` with ``configs/maps/robolearn_graph.yaml``,
     what a ``ros2 bag record`` of the live graph imports with), the export splits back into the same
     episodes on its EpisodeControl marks, with the same steps, stamps, state, action and success."""
-    from robolearn.store.convert_rosbag2 import import_rosbag2
+    from robolearn.ros.bag_import import import_rosbag2
 
     store, bag = recording
     copy = import_rosbag2([bag], "configs/maps/robolearn_graph.yaml", tmp_path / "back.zarr")

@@ -17,9 +17,9 @@ from robolearn.cli import main
 from robolearn.config import ConfigError
 from robolearn.interfaces import CameraIntrinsics
 from robolearn.ros import messages
+from robolearn.ros.bag_import import import_rosbag2
+from robolearn.ros.topic_map import load_topic_map
 from robolearn.store import DemoStore
-from robolearn.store.convert_rosbag2 import import_rosbag2
-from robolearn.store.topic_map import load_topic_map
 
 MAP = Path("configs/maps/franka_realsense.yaml")
 T0 = 1_780_000_000_000_000_000

@@ -299,7 +299,7 @@ def run_export(args: argparse.Namespace) -> int:
             with bar:
                 result = export_lerobot(store, args.out, depth=not args.no_depth, progress=update)
         else:
-            from robolearn.store.convert_mcap import export_mcap
+            from robolearn.ros.bag_store import export_mcap
 
             bar, update = _progress(store.n_episodes, "export mcap")
             with bar:
@@ -325,11 +325,11 @@ def run_import(args: argparse.Namespace) -> int:
 
                 store = import_lerobot(args.source[0], args.out, progress=update)
             elif args.format == "mcap":
-                from robolearn.store.convert_mcap import import_mcap
+                from robolearn.ros.bag_store import import_mcap
 
                 store = import_mcap(args.source[0], args.out, progress=update)
             else:
-                from robolearn.store.convert_rosbag2 import import_rosbag2
+                from robolearn.ros.bag_import import import_rosbag2
 
                 store = import_rosbag2(args.source, args.map, args.out, progress=update)
     metas = store.episode_metas()

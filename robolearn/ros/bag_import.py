@@ -1,5 +1,5 @@
 """Import any ROS 2 recording (a rosbag2 directory, MCAP or sqlite3, or a bare ``.mcap``/``.db3``)
-into a new store with a topic map (``robolearn.store.topic_map``), read by ``rosbags``.
+into a new store with a topic map (``robolearn.ros.topic_map``), read by ``rosbags``.
 
 Each episode (split as the map says: a marker topic, a time gap, or one bag per episode) is
 resampled onto the map's control rate: at every tick each key takes the latest message of its
@@ -26,9 +26,9 @@ import numpy as np
 from robolearn.config import ConfigError
 from robolearn.errors import DataError, NotFoundError
 from robolearn.ros import messages
-from robolearn.store.convert_mcap import depth_m
+from robolearn.ros.bag_store import depth_m
+from robolearn.ros.topic_map import Part, TopicMap, load_topic_map
 from robolearn.store.store import DemoStore, cameras_from_cell
-from robolearn.store.topic_map import Part, TopicMap, load_topic_map
 
 READ_SLACK_NS = 1_000_000_000
 """How far before an episode's first tick and after its last one messages are read (header stamps

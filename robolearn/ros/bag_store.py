@@ -255,7 +255,7 @@ def export_mcap(store: DemoStore, path: str | Path, progress: Callable[[int], No
 def import_mcap(path: str | Path, destination: str | Path, progress: Callable[[int], None] | None = None) -> DemoStore:
     """A new store at ``destination`` from a bag written by ``export_mcap``, read one episode at a
     time (the bag never sits in memory as a whole). Other bags import with a topic map
-    (``robolearn.store.convert_rosbag2``)."""
+    (``robolearn.ros.bag_import``)."""
     from rosbags.rosbag2 import Reader, ReaderError
 
     path = Path(path)
