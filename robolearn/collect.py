@@ -70,10 +70,9 @@ def open_store(path: Path, cell: Any, cameras: dict[str, Any], quality: int) -> 
 
 def camera_calibration(env: Any) -> dict[str, Any]:
     """Intrinsics of every camera the env renders (what the store keeps as camera calibration)."""
-    from robolearn.config import to_dict
     from robolearn.store.store import cameras_from_cell
 
-    cameras = cameras_from_cell(to_dict(env.unwrapped.cell)) or {}
+    cameras = cameras_from_cell(env.unwrapped.cell) or {}
     for name, camera in env.unwrapped.cameras.items():
         intrinsics = getattr(camera, "intrinsics", None)
         if intrinsics is not None:

@@ -18,8 +18,8 @@ H, W = 32, 48
 T0_NS = 1_780_000_000_000_000_000
 """The recording's clock (ns since the Unix epoch): episode e starts 2 s after episode e − 1 did."""
 CELL = {"name": "test_cell", "control_hz": 10.0, "robot": {"model": "panda"},
-        "cameras": [{"name": "front", "width_px": W, "height_px": H, "fov_y_deg": 45.0, "depth": True},
-                    {"name": "wrist", "width_px": W, "height_px": H, "fov_y_deg": 70.0}]}
+        "cameras": [{"type": "sim", "name": "front", "width_px": W, "height_px": H, "fov_y_deg": 45.0, "depth": True},
+                    {"type": "sim", "name": "wrist", "width_px": W, "height_px": H, "fov_y_deg": 70.0}]}
 
 
 def smooth_frames(n: int, seed: int) -> np.ndarray:

@@ -17,7 +17,6 @@ device has, so a size that reads back unchanged is supported. Other sizes are no
 from __future__ import annotations
 
 import glob
-import math
 import os
 import sys
 from pathlib import Path
@@ -65,9 +64,9 @@ class OpenCVCamera:
 
     @property
     def intrinsics(self) -> CameraIntrinsics:
-        config = self.config
-        f_px = 0.5 * config.height_px / math.tan(math.radians(config.fov_y_deg) / 2.0)
-        return CameraIntrinsics(config.width_px, config.height_px, f_px, f_px, (config.width_px - 1) / 2.0, (config.height_px - 1) / 2.0)
+        """The configured stream's pinhole intrinsics (``CameraConfig.intrinsics``: fx/fy/cx/cy when
+        calibrated, else from ``fov_y_deg``)."""
+        return self.config.intrinsics()
 
     def connect(self) -> None:
         cv2, config = self.cv2, self.config

@@ -32,6 +32,8 @@ from robolearn.config import ConfigError, apply_overrides, from_dict, read_yaml,
 from robolearn.errors import AlreadyExistsError, NotFoundError, UsageError
 
 RUN_FILE = "run.yaml"
+CHECKPOINT_DIRS = ("last", "learner")
+"""What makes an output directory hold a run: a checkpoint to resume from."""
 
 
 @dataclass
@@ -227,11 +229,12 @@ def write_run(run: Any, out_dir: Path) -> Path:
 
 
 def prepare_run_dir(run: Any, resume: bool, allow_config_change: bool = False) -> None:
-    """Refuse an output directory that already holds a run unless resuming; when resuming, refuse a
-    config that differs from the saved one unless ``allow_config_change``; write ``run.yaml``."""
+    """Refuse an output directory that already holds a run (a checkpoint) unless resuming; when
+    resuming, refuse a config that differs from the saved one unless ``allow_config_change``; write
+    ``run.yaml`` (a run that stopped before its first checkpoint simply starts again)."""
     out_dir = Path(run.out)
     saved_path = out_dir / RUN_FILE
-    holds_run = saved_path.is_file() or (out_dir / "last").exists()
+    holds_run = any((out_dir / name).exists() for name in CHECKPOINT_DIRS)  # a run.yaml alone: stopped before any
     if holds_run and not resume:
         raise AlreadyExistsError(f"{out_dir} already holds a run; continue it with --resume, or pick a new --out")
     if resume:

@@ -116,7 +116,7 @@ def log_times(store: DemoStore) -> tuple[np.ndarray, bool]:
     episode keeps its own spacing (or the control period) and starts one control period after the
     previous one ends, from the first stamp."""
     n = store.n_steps
-    period_ns = int(round(1e9 / float((store.cell_config or {}).get("control_hz", 10.0))))
+    period_ns = int(round(1e9 / store.control_hz))
     if "stamp_ns" in store.keys:
         stamps = np.asarray(store.array("stamp_ns")[:n], dtype=np.int64)
         if n < 2 or np.all(np.diff(stamps) > 0):

@@ -103,7 +103,7 @@ def _require_pyarrow() -> Any:
 def integer_fps(store: DemoStore, fps: float | None = None) -> int:
     """The dataset's fps: ``fps`` or the cell's control rate, which must be a whole number
     (LeRobot's ``DatasetInfo.fps`` is an int, and PyAV's frame rate a rational of it)."""
-    rate = float(fps or (store.cell_config or {}).get("control_hz", 10.0))
+    rate = float(fps or store.control_hz)
     if rate <= 0 or rate != round(rate):
         raise DataError(f"LeRobot datasets have a whole number of frames per second; this store's control rate is "
                          f"{rate} Hz: export with fps= (--set is not enough), or record at a whole-number control_hz")

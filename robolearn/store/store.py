@@ -28,6 +28,7 @@ for it (``lock_timeout_s``) and then fails with ``StoreLockedError`` naming the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -42,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
+from robolearn.cell import CellConfig
+from robolearn.config import from_dict, to_dict
 from robolearn.errors import AlreadyExistsError, NotFoundError
 from robolearn.store.codecs import (
     DEFAULT_JPEG_QUALITY,
@@ -110,6 +113,7 @@ class DemoStore:
         self._ends = np.zeros(0, dtype=np.int64)
         self._info: list[dict[str, Any]] = []
         self._arrays: dict[str, zarr.Array] | None = None
+        self._cell: CellConfig | None = None
         self.refresh()
 
     def _set_lock(self, lock: WriterLock | None) -> None:
@@ -305,6 +309,18 @@ class DemoStore:
     @property
     def cameras(self) -> dict[str, Any] | None:
         return self.attrs.get("cameras")
+
+    @property
+    def cell(self) -> CellConfig | None:
+        """The typed cell the store was recorded on (None when it keeps none, e.g. an import)."""
+        if self._cell is None and self.cell_config:
+            self._cell = typed_cell(self.cell_config, source=f"{self.path} (its cell_config)")
+        return self._cell
+
+    @property
+    def control_hz(self) -> float:
+        """The control rate of the recording: its cell's, else the ``CellConfig`` default."""
+        return (self.cell or CellConfig()).control_hz
 
     @property
     def jpeg_quality(self) -> int:
@@ -694,28 +710,24 @@ def normalize_meta(meta: Mapping[str, Any], length: int) -> dict[str, Any]:
     return info
 
 
-PINHOLE_KEYS = ("fx_px", "fy_px", "cx_px", "cy_px")
+CALIBRATION_KEYS = ("width_px", "height_px", "fps", "depth", "mount", "pos_m", "look_at_m", "up", "fov_y_deg")
 
 
-def cameras_from_cell(cell: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Camera calibration from a cell config dict: image size, rate, pose, and pinhole intrinsics
-    (the camera's ``fx_px, fy_px, cx_px, cy_px`` when set, else from ``fov_y_deg``: square pixels,
-    centred principal point), what the twin renders."""
-    if not cell or not cell.get("cameras"):
+def cameras_from_cell(cell: CellConfig | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Camera calibration of a cell (typed, or as the dict a store keeps): each camera's type, image
+    size, rate, pose, and pinhole intrinsics from ``CameraConfig.intrinsics`` (its ``fx_px, fy_px,
+    cx_px, cy_px`` when set, else from ``fov_y_deg``), what the twin renders."""
+    if cell is not None and not isinstance(cell, CellConfig):
+        cell = typed_cell(cell)
+    if cell is None or not cell.cameras:
         return None
-    cameras = {}
-    for camera in cell["cameras"]:
-        width, height = int(camera.get("width_px", 0)), int(camera.get("height_px", 0))
-        entry = {k: camera[k] for k in ("type", "width_px", "height_px", "fps", "depth", "mount", "pos_m", "look_at_m", "up",
-                                        "fov_y_deg") if k in camera}
-        if all(camera.get(k) is not None for k in PINHOLE_KEYS):
-            entry["intrinsics"] = {"width_px": width, "height_px": height, **{k: float(camera[k]) for k in PINHOLE_KEYS}}
-        elif "fov_y_deg" in camera and height:
-            f_px = height / 2.0 / np.tan(np.deg2rad(float(camera["fov_y_deg"])) / 2.0)
-            entry["intrinsics"] = {"width_px": width, "height_px": height, "fx_px": float(f_px), "fy_px": float(f_px),
-                                   "cx_px": (width - 1) / 2.0, "cy_px": (height - 1) / 2.0}
-        cameras[str(camera.get("name", f"camera{len(cameras)}"))] = entry
-    return cameras
+    return {camera.name: {"type": camera.type, **{k: to_dict(getattr(camera, k)) for k in CALIBRATION_KEYS},
+                          "intrinsics": dataclasses.asdict(camera.intrinsics())} for camera in cell.cameras}
+
+
+def typed_cell(cell_config: Mapping[str, Any] | None, source: str = "the store's cell_config") -> CellConfig | None:
+    """The typed ``CellConfig`` of a cell dict a store keeps (None for a store that keeps none)."""
+    return from_dict(CellConfig, dict(cell_config), source=source) if cell_config else None
 
 
 def copy_episodes(source: DemoStore, destination: str | Path, episodes: Iterable[int],

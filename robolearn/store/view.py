@@ -50,7 +50,7 @@ def view_episode(store: DemoStore, index: int, path: str | Path, fps: float | No
     if path.suffix.lower() == ".mp4":
         from robolearn.video import write_mp4
 
-        write_mp4(path, frames, fps or float((store.cell_config or {}).get("control_hz", 10.0)))
+        write_mp4(path, frames, fps or store.control_hz)
     elif path.suffix.lower() == ".png":
         write_grid(frames, path)
     else:
