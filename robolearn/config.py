@@ -16,6 +16,7 @@ Command-line overrides use the same paths: ``--set arm.ip=10.0.0.2 --set cameras
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import types
 import typing
@@ -259,7 +260,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError("--set", text, "expected KEY=VALUE, for example --set control_hz=20")
     path, raw = text.split("=", 1)
-    return path.strip().split("."), yaml.safe_load(raw)
+    return path.strip().split("."), _yaml_value(raw)
+
+
+def _yaml_value(raw: str) -> Any:
+    """A ``--set`` value parsed as YAML, with ``1e-3`` a number as on every command line (YAML 1.1
+    reads a float only with a dot, ``1.0e-3``; NaN and inf stay strings for the typed layer to name)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if math.isfinite(number):
+            return number
+    return value
 
 
 def apply_overrides(data: Any, overrides: Iterable[str]) -> Any:

@@ -154,3 +154,11 @@ def test_cells_load_in_several_threads_at_once():
             "print(errors)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_set_values_in_exponent_notation_are_numbers():
+    """YAML 1.1 reads ``1e-3`` as a string; on a command line it is a number."""
+    from robolearn.config import parse_override
+
+    assert parse_override("lr=1e-3") == (["lr"], 0.001)
+    assert parse_override("name=1e3x")[1] == "1e3x" and parse_override("flag=true")[1] is True
