@@ -11,13 +11,15 @@ from robolearn.cli.common import add_json_flag, emit
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "loop", help="the whole loop on the twin: demos → reward model → pretrain → fine-tune → evaluate → report",
-        description="Collect scripted-expert demonstrations with cameras, record episodes past success and train a "
-        "success classifier on them (the learned reward; with no --backbone a small random CLIP is built locally, "
-        "since weights cannot be downloaded here), pretrain BC offline, fine-tune RLPD online with the learned "
-        "reward (demonstrations mixed in, the scripted expert intervening as a human would), evaluate both "
-        "checkpoints in the twin with K workers, and write OUT/report.html and OUT/loop.json (the policy handed "
-        "over is the checkpoint with the best twin success rate). Each stage is the function behind its own "
-        "command (robolearn collect, reward train, train, finetune, eval). The small budget is sized for 20 "
+        description="The whole loop on the twin, from the cameras and proprioception (what a real cell has): collect "
+        "scripted-expert demonstrations, record episodes past success and train a success classifier on them (the "
+        "learned reward; without --backbone a small random CLIP is built locally, for machines that cannot download "
+        "weights), pretrain the RLPD agent offline (behaviour cloning of its actor and image encoder), fine-tune that "
+        "same agent online with the learned reward (its image embeddings cached, demonstrations mixed in, the "
+        "scripted expert intervening as a human would), evaluate the pretrained and the fine-tuned policy on the "
+        "same seeds with K workers, and write OUT/report.html and OUT/loop.json (the policy handed over is the "
+        "better of the two; the report shows the improvement with its interval). Each stage is the function behind "
+        "its own command (robolearn collect, reward train, train, finetune, eval). The small budget is sized for 15 "
         "minutes on a 2-core CPU; medium and large scale every stage up.",
     )
     parser.add_argument("--cell", default="configs/cells/sim_panda.yaml", help="cell YAML (default: %(default)s)")

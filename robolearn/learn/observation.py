@@ -160,9 +160,15 @@ class ObservationEncoder(nn.Module):
         ``emb_<camera>`` ``(B, V, latent_dim)`` (view 0 unshifted, ``cached_crops`` random shifts
         when augmenting); vector keys pass through."""
         out = {k: obs[k] for k in self.vector_keys}
+        views = self.cfg.cached_views
         for key in self.image_keys:
-            views = [self.encode_images(key, obs[key], augment=view > 0) for view in range(self.cfg.cached_views)]
-            out[embedding_key(key)] = torch.stack(views, dim=1)
+            pixels = images_to_float(obs[key], self.image_hw[key])
+            batch = len(pixels)
+            if views > 1:  # the frame and its shifted crops go through the encoder as one batch
+                crops = random_shift(pixels.repeat(views - 1, 1, 1, 1), SHIFT_PAD_PX)
+                pixels = torch.cat([pixels, crops]).contiguous(memory_format=torch.channels_last)
+            features = self.cameras[key](pixels)  # (V·B, D), view-major
+            out[embedding_key(key)] = features.view(views, batch, -1).transpose(0, 1)
         return out
 
     def cached_shapes(self, obs_shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
