@@ -121,7 +121,7 @@ def _run_reset_free(args: argparse.Namespace) -> dict:
     return train_reset_free(forward, backward, args.cell or DEFAULT_CELL, steps,
                             args.out or f"runs/{args.algo}_{args.task}_reset_free", args.max_phase_steps,
                             args.hard_reset_every, args.obs.split(",") if args.obs else None, args.device, seed,
-                            args.eval_episodes or 10, args.wandb)
+                            args.eval_episodes or 10, args.wandb, checkpoint_every=args.checkpoint_every or 2000)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -148,13 +148,15 @@ def require_demos(store_path: str, task: str, phase: str) -> None:
 def train_reset_free(forward: PhaseSpec, backward: PhaseSpec, cell: str, steps: int, out: str,
                      max_phase_steps: int | None = None, hard_reset_every: int = 0, keys: list[str] | None = None,
                      device: str | None = None, seed: int = 0, eval_episodes: int = 10,
-                     wandb_project: str | None = None, progress: bool = True) -> dict[str, Any]:
+                     wandb_project: str | None = None, progress: bool = True,
+                     checkpoint_every: int = 2000) -> dict[str, Any]:
     """Train a forward and a backward agent reset-free for ``steps`` env steps in total (both phases).
 
     max_phase_steps: a phase that runs this long without its reward model's success call is
     truncated (default: the longer of the two tasks' episode lengths). hard_reset_every: reset the
     twin after every N forward phases (0: never). Writes ``out/forward/last`` and
-    ``out/backward/last`` and ``out/logs``; then evaluates each agent on its own task in the twin
+    ``out/backward/last`` every ``checkpoint_every`` env steps and at the end (weights, for recovery:
+    a reset-free run is not resumed, its scene never resets), and ``out/logs``; then evaluates each agent on its own task in the twin
     (``eval_episodes`` episodes with resets; a reset task's episodes start from forward successes).
     Returns the loop's summary (per-phase counts, each reward model's online error rates against the
     twin's ground truth) with updates, checkpoints and evaluation per agent."""
@@ -212,6 +214,10 @@ def train_reset_free(forward: PhaseSpec, backward: PhaseSpec, cell: str, steps: 
             bar.set_postfix(fwd=f"{loop.stats['forward'].successes}/{loop.stats['forward'].phases}",
                             bwd=f"{loop.stats['backward'].successes}/{loop.stats['backward'].phases}")
         bar.update(1)
+        if checkpoint_every and (step + 1) % checkpoint_every == 0:
+            for name, spec in specs.items():
+                save_agent(out_dir / name / "last", learners[name].agent, shapes[name], learners[name].steps,
+                           task=names[name], cell=cell, store=str(spec.store), reward=spec.reward, phase=name)
     bar.close()
     for learner in learners.values():
         learner.end_episode()
