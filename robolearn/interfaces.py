@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -234,6 +234,12 @@ Observation = dict[str, np.ndarray]
 ``state`` ``(D,) float32`` proprioception (``ArmState.proprio``); ``object_state`` ``(K,) float32``
 privileged object poses (twin only); ``rgb_<camera>`` ``(H, W, 3) uint8``;
 ``depth_<camera>`` ``(H, W) float32`` metres."""
+
+
+def real_cell_keys(keys: Any) -> list[str]:
+    """The observation keys among ``keys`` that a real cell has: ``state`` and every camera's
+    ``rgb_<camera>`` (never the twin's privileged ``object_state``)."""
+    return sorted(k for k in keys if k == "state" or k.startswith("rgb_"))
 
 
 @runtime_checkable

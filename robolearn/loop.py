@@ -35,6 +35,7 @@ from robolearn.collect import CollectSettings, collect
 from robolearn.errors import AlreadyExistsError, DataError
 from robolearn.evaluate.report import write_report
 from robolearn.evaluate.twin_eval import EvalSettings, evaluate_policy, save_beside_checkpoint
+from robolearn.interfaces import real_cell_keys
 
 FINETUNE_ALGO = "rlpd"
 REWARD_EPISODE_STEPS = 50
@@ -157,7 +158,7 @@ def run_loop(cell: str | CellConfig, task: str, out: str | Path, budget: LoopBud
                 **report}
 
     stage("reward", reward_stage)
-    keys = sorted(k for k in DemoStore.open(store, mode="r").keys if k == "state" or k.startswith("rgb_"))
+    keys = real_cell_keys(DemoStore.open(store, mode="r").keys)
     common = {"algo": FINETUNE_ALGO, "store": store, "task": task, "cell": cell, "obs": keys, "seed": seed,
               "device": device}
     pretrain_run = start_run(TrainRun, (*LOOP_ENCODER, f"batch_size={budget.pretrain_batch}"), **common,

@@ -18,14 +18,10 @@ from pathlib import Path
 import gymnasium as gym
 
 from robolearn.cell import DEFAULT_CELL, CellConfig
+from robolearn.interfaces import real_cell_keys
 
 ENV_IDS = {"reach": "robolearn/Reach-v0", "pick_cube": "robolearn/PickCube-v0", "push_cube": "robolearn/PushCube-v0",
            "pick_cube_reset": "robolearn/PickCubeReset-v0", "push_cube_reset": "robolearn/PushCubeReset-v0"}
-
-
-def real_cell_keys(keys: Sequence[str]) -> list[str]:
-    """What a real cell observes among ``keys``: ``state`` and the cameras' color images."""
-    return sorted(k for k in keys if k == "state" or k.startswith("rgb_"))
 
 
 def make_task_env(task: str, cell: str | Path | CellConfig = DEFAULT_CELL, cameras: bool | Sequence[str] = True,

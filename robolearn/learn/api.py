@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from robolearn.errors import RobolearnError, UsageError
+from robolearn.interfaces import real_cell_keys
 from robolearn.learn.agent_policy import pick_device
 from robolearn.learn.agents import config_to_dict, make_agent
 from robolearn.learn.buffer import ReplayBuffer
@@ -75,6 +76,12 @@ def observation_spaces(space: gym.Space) -> dict[str, tuple[tuple[int, ...], np.
             out[key] = (sub.shape, np.dtype(np.uint8) if pixels else np.dtype(np.float32))
         return out
     raise UnsupportedSpaceError(f"observation space {space} is not a Box or Dict of Boxes")
+
+
+def default_policy_keys(keys: Any) -> list[str]:
+    """What an agent sees by default: ``state`` and the cameras' ``rgb_*`` when the env has them (a
+    real cell's observations; a twin's ``object_state`` and depth only when asked for), else every key."""
+    return real_cell_keys(keys) or sorted(keys)
 
 
 def as_obs_dict(obs: Any, keys: list[str] | None = None) -> Obs:

@@ -22,22 +22,23 @@ from tqdm import tqdm
 
 from robolearn.cell import cell_label
 from robolearn.errors import RobolearnError, UsageError
+from robolearn.interfaces import real_cell_keys
 from robolearn.learn.actor_learner import Actor, ActorLearnerConfig, Learner
 from robolearn.learn.agent_policy import AgentPolicy, agent_from_checkpoint, pick_device
 from robolearn.learn.agents import config_from_dict, config_to_dict, make_agent
-from robolearn.learn.api import evaluate, fit_normalization, observation_spaces, save_agent
+from robolearn.learn.api import (
+    default_policy_keys,
+    evaluate,
+    fit_normalization,
+    observation_spaces,
+    save_agent,
+)
 from robolearn.learn.buffer import MixedBuffer, ReplayBuffer
 from robolearn.learn.checkpoint import CheckpointError, read_config, recover_checkpoint
 from robolearn.learn.observation import cached_observation_spaces, embed_buffer
 from robolearn.learn.online import OnlineTrainer
 from robolearn.learn.runs import FinetuneRun
-from robolearn.learn.train import (
-    ScalarLogger,
-    camera_names,
-    default_observation_keys,
-    store_buffer,
-    twin_only,
-)
+from robolearn.learn.train import ScalarLogger, camera_names, store_buffer, twin_only
 
 
 class ActorFailedError(RobolearnError):
@@ -196,7 +197,7 @@ def finetune(run: FinetuneRun, role: str = "all", router: str | None = None, hol
     cfg = run.agent
     out_dir = Path(run.out)
     store_keys = list(DemoStore.open(run.store, mode="r").keys)
-    keys = run.obs or default_observation_keys(store_keys)
+    keys = run.obs or real_cell_keys(store_keys)
     cameras = camera_names({k: () for k in keys})
     al = ActorLearnerConfig(router=router or "tcp/127.0.0.1:7447", prefix=f"robolearn/learn/{run.task}",
                             hold_when_learner_away=hold_when_learner_away)
@@ -337,7 +338,7 @@ def finetune_actor_main(env_args: tuple, seed: int, algo_config: dict[str, Any],
     cell, task, cameras, reward, teleop, intervene_probability = env_args
     env = build_env(cell, task, seed, cameras, reward, teleop, intervene_probability)
     spaces = observation_spaces(env.observation_space)
-    keys = keys or sorted(k for k in spaces if k in ("state", "object_state"))
+    keys = keys or default_policy_keys(spaces)
     cfg = config_from_dict(algo_config["algo"], {k: v for k, v in algo_config.items() if k != "algo"})
     agent = init_agent(cfg, init, {k: spaces[k][0] for k in keys}, int(np.prod(env.action_space.shape)),
                        torch.device("cpu"))

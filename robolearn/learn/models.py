@@ -58,10 +58,17 @@ class GaussianTanhActor(nn.Module):
 
     def bc_loss(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Behaviour cloning of dataset actions ``(B, A)``: squared error of the deterministic action
-        ``tanh(mean)``, plus the negative log-likelihood of the actions around the (detached) mean, which
-        fits only the spread. (Maximizing the likelihood alone fits the mean poorly at actions near ±1,
-        where ``atanh`` is steep: a gripper command is always ±1.)"""
-        mean, log_std = self(features)
+        ``tanh(mean)``, plus the negative log-likelihood of the actions around that (detached) mean
+        with the log-std read from detached hidden features, so the likelihood fits only the spread
+        (the log-std outputs of the head) and never pulls the features the mean needs. Measured on 10
+        camera demonstrations: letting it through the features raised the mean's error by 35%
+        (0.035 vs 0.026), and maximizing the likelihood alone fits actions near ±1 (every gripper
+        command) poorly, where ``atanh`` is steep."""
+        hidden = self.trunk(features)
+        with torch.autocast(hidden.device.type, enabled=False):
+            mean = self.head(hidden.float()).chunk(2, dim=-1)[0]
+            log_std = self.head(hidden.detach().float()).chunk(2, dim=-1)[1]
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1.0)
         mse = (torch.tanh(mean) - action).pow(2).sum(-1)
         u = torch.atanh(action.clamp(-1.0 + 1e-3, 1.0 - 1e-3))
         nll = -gaussian_log_prob(u, mean.detach(), log_std)

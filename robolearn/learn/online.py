@@ -28,6 +28,7 @@ from robolearn.learn.api import (
     ActionScaler,
     as_obs_dict,
     compile_agent,
+    default_policy_keys,
     fit_normalization,
     observation_spaces,
     save_agent,
@@ -74,7 +75,7 @@ class OnlineTrainer:
     """One online run (see the module docstring). ``demos``: transitions sampled with the online data
     (``cfg.offline_fraction`` of each batch), raw observations; they are embedded here when the agent
     caches. ``init_agent``: a pretrained agent to continue (WSRL first runs it frozen for
-    ``cfg.warmup_steps``). ``obs_keys``: what the agent sees (default: every key). ``on_episode(arrays,
+    ``cfg.warmup_steps``). ``obs_keys``: what the agent sees (default: ``default_policy_keys``). ``on_episode(arrays,
     meta)`` receives each finished episode with the full raw observations (e.g. to append it to a
     store)."""
 
@@ -87,7 +88,7 @@ class OnlineTrainer:
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         spaces = observation_spaces(env.observation_space)
-        self.keys = sorted(obs_keys or spaces)
+        self.keys = sorted(obs_keys or default_policy_keys(spaces))
         shapes = {k: spaces[k][0] for k in self.keys}
         self.action_dim = int(np.prod(env.action_space.shape))
         self.pretrained = init_agent is not None

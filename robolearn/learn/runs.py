@@ -179,12 +179,12 @@ def run_dict(run: Any) -> dict[str, Any]:
 def resolve_store_defaults(run: Any) -> None:
     """Fill what defaults to the store: the observations (``state`` and its cameras, what a real cell
     has) and the cell (the one the store recorded, else the reference cell)."""
-    from robolearn.learn.train import default_observation_keys
+    from robolearn.interfaces import real_cell_keys
     from robolearn.store import DemoStore
 
     store = DemoStore.open(run.store, mode="r")
     if run.obs is None:
-        run.obs = default_observation_keys(store.keys)
+        run.obs = real_cell_keys(store.keys)
     if run.cell is None:
         run.cell = store_cell(store) or DEFAULT_CELL
 

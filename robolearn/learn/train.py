@@ -17,6 +17,7 @@ import torch
 from robolearn.cell import cell_label
 from robolearn.config import ConfigError, load_config, resolve_config_path
 from robolearn.errors import DependencyError, RobolearnError
+from robolearn.interfaces import real_cell_keys
 from robolearn.learn.agent_policy import AgentPolicy, pick_device
 from robolearn.learn.agents import config_class, config_to_dict, make_agent
 from robolearn.learn.api import (
@@ -93,19 +94,13 @@ class ScalarLogger:
             self.wandb_run.finish()
 
 
-def default_observation_keys(store_keys: Sequence[str]) -> list[str]:
-    """What a real cell observes: ``state`` and every camera's color image in the store (never the
-    twin's privileged ``object_state``; name it with ``--obs`` for a twin-only policy)."""
-    return sorted(k for k in store_keys if k == "state" or k.startswith("rgb_"))
-
-
 def store_buffer(store_path: str, task: str | None, keys: list[str] | None, gamma: float, chunk: int = 1,
                  r_neg: float | None = 0.0, successful_only: bool = False, exclude_sources: Sequence[str] = (),
                  extra_capacity: int = 0, require_reward: bool = True, algo: str = "this algorithm",
                  seed: int = 0) -> tuple[ReplayBuffer, dict[str, tuple[int, ...]], int]:
     """The episodes of a DemoStore as transitions; returns (buffer, obs shapes, action dim).
 
-    task: only that task's episodes. keys: observation keys (default: ``default_observation_keys``).
+    task: only that task's episodes. keys: observation keys (default: ``robolearn.interfaces.real_cell_keys``: state and the cameras).
     successful_only / exclude_sources (e.g. ``("online",)``) filter episodes by their metadata.
     extra_capacity: room beyond the stored steps (interventions are added to the demo buffer while
     fine-tuning). require_reward: refuse a store without ``reward`` (everything but BC needs it;
@@ -120,7 +115,7 @@ def store_buffer(store_path: str, task: str | None, keys: list[str] | None, gamm
         raise StoreDataError(f"store {store_path} has no reward (e.g. imported from a LeRobot dataset without "
                              f"next.reward) and {algo} learns from rewards: label them with `robolearn reward relabel "
                              f"--reward oracle|classifier:CKPT --store {store_path} --out NEW.zarr`, or train --algo bc")
-    keys = keys or default_observation_keys(store.keys)
+    keys = keys or real_cell_keys(store.keys)
     if not keys:
         raise StoreDataError(f"store {store_path} has neither state nor camera images; pick keys with --obs "
                              f"(it has {sorted(store.keys)})")
